@@ -1,0 +1,48 @@
+# LTX-Video training framework. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+DEMO_DIR ?= outputs/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint demo data train-vae train-dit sample bench registry clean
+
+help: ## List the targets with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+# The environment is rebuilt only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,slurm]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
+
+test: $(STAMP) ## Run the test suite
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## Lint with ruff
+	$(VENV)/bin/ruff check ltx data_pipeline tests
+
+demo: $(STAMP) ## Run the system end to end on the embedded demo data (CPU)
+	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
+	$(PY) -m ltx.data.inspect $(DEMO_DIR)/shards --batches 6
+
+data: $(STAMP) ## Make training shards (until curation lands: the demo sources packed uncurated)
+	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
+
+train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
+	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)
+
+train-dit: $(STAMP) ## Train the DiT (Hydra overrides via ARGS="...")
+	$(PY) -m ltx.cli.train --config-name train_dit $(ARGS)
+
+registry: $(STAMP) ## Print every registry and its entries
+	$(PY) -m ltx.registry
+
+clean: ## Remove build outputs (keeps .venv)
+	rm -rf outputs .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,292 @@
+"""Embedded demo data: deterministic raw source videos of coloured shapes, with ground-truth captions.
+
+Each source is an H.264 mp4 with a caption beside it (``{name}.txt``) and a ground-truth sidecar
+(``{name}.truth.json``: scenes with frame ranges and captions, the content box inside any black bars,
+whether it is static). The set includes single-shot clips, clips with hard scene cuts, letterboxed and
+pillarboxed clips (full-range and limited-range black), nearly static clips and still images, so the
+curation pipeline has real work. ``pack_demo_shards`` packs the sources straight into shards of the
+schema (one sample per source) for training before curation.
+
+Usage: ``python -m data_pipeline.demo --output outputs/demo`` (what ``make demo`` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline.shards import ShardSample, write_shards
+from ltx.data.schema import ClipMetadata, CropBox
+from ltx.data.video_io import encode_mp4, encode_png
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (240, 220, 40),
+    "purple": (150, 60, 190), "orange": (245, 140, 30), "white": (245, 245, 245), "cyan": (40, 200, 210),
+}
+DIRECTIONS: dict[str, tuple[tuple[float, float], tuple[float, float], str]] = {
+    # name: (start (x, y), end (x, y)) as fractions of the frame, and the caption phrase
+    "left_to_right": ((0.15, 0.5), (0.85, 0.5), "moves from left to right"),
+    "right_to_left": ((0.85, 0.5), (0.15, 0.5), "moves from right to left"),
+    "top_to_bottom": ((0.5, 0.15), (0.5, 0.85), "moves from top to bottom"),
+    "bottom_to_top": ((0.5, 0.85), (0.5, 0.15), "moves from bottom to top"),
+    "diagonal": ((0.15, 0.2), (0.85, 0.8), "moves diagonally from the top left to the bottom right"),
+    "still": ((0.5, 0.5), (0.5, 0.5), "stays still in the centre"),
+    "drift": ((0.49, 0.5), (0.51, 0.5), "stays almost still in the centre"),
+}
+SHAPES = ("circle", "square", "triangle")
+BACKGROUNDS = ("striped", "checkered", "dotted", "gradient")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """One shot: a shape of a colour moving in a direction over a textured background."""
+
+    shape: str
+    colour: str
+    direction: str
+    background: str
+    background_colour: str
+    num_frames: int
+
+    @property
+    def caption(self) -> str:
+        phrase = DIRECTIONS[self.direction][2]
+        return f"{_article(self.colour)} {self.colour} {self.shape} {phrase} over {_article(self.background_colour)} {self.background_colour} {self.background} background"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A raw source: one or more scenes (hard cuts between them), optional black bars."""
+
+    name: str
+    scenes: tuple[SceneSpec, ...]
+    kind: str  # single_shot | scene_cuts | letterbox | pillarbox | static | image
+    fps: float = 24.0
+    width: int = 256
+    height: int = 192
+    bars: str | None = None  # letterbox | pillarbox
+    bar_size: int = 0  # pixels of each bar
+    black_level: int = 0  # 0 full-range black, 16 limited-range black
+
+    @property
+    def content_box(self) -> CropBox:
+        if self.bars == "letterbox":
+            return CropBox(0, self.bar_size, self.width, self.height - 2 * self.bar_size)
+        if self.bars == "pillarbox":
+            return CropBox(self.bar_size, 0, self.width - 2 * self.bar_size, self.height)
+        return CropBox(0, 0, self.width, self.height)
+
+    @property
+    def num_frames(self) -> int:
+        return sum(scene.num_frames for scene in self.scenes)
+
+    @property
+    def caption(self) -> str:
+        return "; then ".join(scene.caption for scene in self.scenes)
+
+
+def demo_sources() -> list[SourceSpec]:
+    """The fixed demo set: 14 videos (single shots, cuts, bars, static) and 4 still images."""
+    S = SceneSpec
+    return [
+        SourceSpec("red_circle_stripes", (S("circle", "red", "left_to_right", "striped", "blue", 73),), "single_shot"),
+        SourceSpec("green_square_checks", (S("square", "green", "right_to_left", "checkered", "yellow", 73),), "single_shot"),
+        SourceSpec("blue_triangle_dots", (S("triangle", "blue", "top_to_bottom", "dotted", "white", 65),), "single_shot"),
+        SourceSpec("yellow_circle_gradient", (S("circle", "yellow", "bottom_to_top", "gradient", "purple", 65),), "single_shot"),
+        SourceSpec("white_square_diagonal", (S("square", "white", "diagonal", "striped", "green", 81),), "single_shot"),
+        SourceSpec("orange_triangle_30fps", (S("triangle", "orange", "left_to_right", "checkered", "cyan", 90),), "single_shot", fps=30.0),
+        SourceSpec("purple_circle_portrait", (S("circle", "purple", "top_to_bottom", "striped", "orange", 57),), "single_shot", width=160, height=224),
+        SourceSpec("cyan_square_wide", (S("square", "cyan", "left_to_right", "dotted", "red", 57),), "single_shot", width=320, height=160),
+        SourceSpec("three_scene_cuts", (
+            S("circle", "purple", "left_to_right", "striped", "yellow", 41),
+            S("square", "cyan", "top_to_bottom", "checkered", "red", 41),
+            S("triangle", "red", "right_to_left", "dotted", "blue", 41),
+        ), "scene_cuts"),
+        SourceSpec("two_scene_cuts", (
+            S("triangle", "green", "bottom_to_top", "gradient", "orange", 49),
+            S("circle", "white", "diagonal", "checkered", "purple", 49),
+        ), "scene_cuts"),
+        SourceSpec("letterboxed_blue_circle", (S("circle", "blue", "right_to_left", "striped", "orange", 65),), "letterbox",
+                   bars="letterbox", bar_size=24),
+        SourceSpec("pillarboxed_red_square", (S("square", "red", "bottom_to_top", "dotted", "green", 65),), "pillarbox",
+                   bars="pillarbox", bar_size=32, black_level=16),
+        SourceSpec("static_green_circle", (S("circle", "green", "still", "checkered", "blue", 65),), "static"),
+        SourceSpec("nearly_static_yellow_triangle", (S("triangle", "yellow", "drift", "striped", "purple", 65),), "static"),
+        SourceSpec("image_red_square", (S("square", "red", "still", "checkered", "white", 1),), "image", width=224, height=224),
+        SourceSpec("image_blue_triangle", (S("triangle", "blue", "still", "gradient", "yellow", 1),), "image", width=256, height=192),
+        SourceSpec("image_orange_circle", (S("circle", "orange", "still", "dotted", "cyan", 1),), "image", width=192, height=256),
+        SourceSpec("image_white_circle", (S("circle", "white", "still", "striped", "red", 1),), "image", width=256, height=160),
+    ]
+
+
+def render_background(kind: str, colour: str, height: int, width: int) -> np.ndarray:
+    """A textured `(H, W, 3) uint8` background in shades of ``colour``."""
+    base = np.array(COLOURS[colour], dtype=np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if kind == "striped":
+        pattern = ((xx // 12) % 2).astype(np.float32)
+    elif kind == "checkered":
+        pattern = (((xx // 16) + (yy // 16)) % 2).astype(np.float32)
+    elif kind == "dotted":
+        pattern = (((xx % 14) - 7) ** 2 + ((yy % 14) - 7) ** 2 < 9).astype(np.float32)
+    elif kind == "gradient":
+        pattern = xx / max(1, width - 1)
+    else:
+        raise ValueError(f"unknown background {kind!r}; valid: {', '.join(BACKGROUNDS)}")
+    shade = 0.45 + 0.45 * pattern[..., None]  # (H, W, 1) in [0.45, 0.9]
+    return (base * shade).clip(0, 255).astype(np.uint8)
+
+
+def shape_mask(shape: str, cx: float, cy: float, radius: float, height: int, width: int) -> np.ndarray:
+    """Boolean `(H, W)` mask of a shape centred at (cx, cy) with half-size ``radius`` pixels."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx**2 + dy**2 <= radius**2
+    if shape == "square":
+        return (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+    if shape == "triangle":  # apex up: inside the band and the two slanted edges
+        return (dy <= radius) & (dy >= -radius) & (np.abs(dx) <= (dy + radius) / 2)
+    raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
+
+
+def render_scene(scene: SceneSpec, height: int, width: int) -> Iterator[np.ndarray]:
+    """Frames `(H, W, 3) uint8` of one scene."""
+    background = render_background(scene.background, scene.background_colour, height, width)
+    (x0, y0), (x1, y1), _ = DIRECTIONS[scene.direction]
+    radius = 0.14 * min(height, width)
+    colour = np.array(COLOURS[scene.colour], dtype=np.uint8)
+    for index in range(scene.num_frames):
+        progress = index / max(1, scene.num_frames - 1)
+        cx = (x0 + (x1 - x0) * progress) * width
+        cy = (y0 + (y1 - y0) * progress) * height
+        frame = background.copy()
+        frame[shape_mask(scene.shape, cx, cy, radius, height, width)] = colour
+        yield frame
+
+
+def render_source(spec: SourceSpec) -> Iterator[np.ndarray]:
+    """Every frame of a source, scenes back to back, black bars drawn over the content box."""
+    box = spec.content_box
+    for scene in spec.scenes:
+        for content in render_scene(scene, box.h, box.w):
+            if spec.bars is None:
+                yield content
+                continue
+            frame = np.full((spec.height, spec.width, 3), spec.black_level, dtype=np.uint8)
+            frame[box.y : box.y + box.h, box.x : box.x + box.w] = content
+            yield frame
+
+
+def ground_truth(spec: SourceSpec) -> dict:
+    """What curation should find in a source: scene frame ranges and captions, content box, kind."""
+    scenes, start = [], 0
+    for scene in spec.scenes:
+        scenes.append({"start_frame": start, "end_frame": start + scene.num_frames, "caption": scene.caption, **asdict(scene)})
+        start += scene.num_frames
+    return {
+        "name": spec.name, "kind": spec.kind, "fps": None if spec.kind == "image" else spec.fps,
+        "width": spec.width, "height": spec.height, "num_frames": spec.num_frames,
+        "content_box": asdict(spec.content_box), "black_level": spec.black_level,
+        "static": spec.kind == "static", "scenes": scenes,
+    }
+
+
+@dataclass
+class DemoSummary:
+    """What ``generate_demo`` made."""
+
+    sources: list[dict] = field(default_factory=list)
+    shards: list[str] = field(default_factory=list)
+    num_samples: int = 0
+    seconds: float = 0.0
+
+
+def write_source(spec: SourceSpec, directory: Path) -> Path:
+    """Write one source (mp4 or png), its caption ``.txt`` and its ``.truth.json``; returns the media path."""
+    frames = render_source(spec)
+    if spec.kind == "image":
+        media_path = directory / f"{spec.name}.png"
+        media_path.write_bytes(encode_png(next(frames)))
+    else:
+        media_path = directory / f"{spec.name}.mp4"
+        media_path.write_bytes(encode_mp4(frames, spec.fps))
+    (directory / f"{spec.name}.txt").write_text(spec.caption + "\n")
+    (directory / f"{spec.name}.truth.json").write_text(json.dumps(ground_truth(spec), indent=2))
+    return media_path
+
+
+def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path, samples_per_shard: int) -> list[str]:
+    """Pack each source uncurated into one shard sample (whole source, no crop, no scores)."""
+
+    def samples() -> Iterator[ShardSample]:
+        for spec in specs:
+            extension = "png" if spec.kind == "image" else "mp4"
+            metadata = ClipMetadata(
+                source=f"{spec.name}.{extension}", start_frame=0, end_frame=spec.num_frames,
+                fps=None if spec.kind == "image" else spec.fps, num_frames=spec.num_frames,
+                width=spec.width, height=spec.height, crop=CropBox(0, 0, spec.width, spec.height),
+                motion_score=None, aesthetic_score=None, caption_source="sidecar",
+                extra={"demo_kind": spec.kind},
+            )
+            media = (source_dir / f"{spec.name}.{extension}").read_bytes()
+            yield ShardSample(spec.name, media, extension, spec.caption, metadata)
+
+    return [stats.shard for stats in write_shards(samples(), shard_dir, samples_per_shard, prefix="demo")]
+
+
+def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True) -> DemoSummary:
+    """Write the demo sources under ``output/sources`` and demo shards under ``output/shards``."""
+    start = time.perf_counter()
+    output = Path(output)
+    source_dir, shard_dir = output / "sources", output / "shards"
+    for directory in (source_dir, shard_dir):
+        if directory.exists() and overwrite:
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+    summary = DemoSummary()
+    specs = demo_sources()
+    for spec in specs:
+        path = write_source(spec, source_dir)
+        summary.sources.append({"name": spec.name, "kind": spec.kind, "path": str(path), "frames": spec.num_frames,
+                                "size": f"{spec.width}x{spec.height}", "caption": spec.caption})
+    summary.shards = pack_demo_shards(specs, source_dir, shard_dir, samples_per_shard)
+    summary.num_samples = len(specs)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def format_summary(summary: DemoSummary, output: Path) -> str:
+    kinds: dict[str, int] = {}
+    for source in summary.sources:
+        kinds[source["kind"]] = kinds.get(source["kind"], 0) + 1
+    lines = [f"demo data in {output} ({summary.seconds:.1f} s)",
+             f"  {len(summary.sources)} raw sources in {output / 'sources'}: "
+             + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))]
+    lines += [f"    {s['name']:<32} {s['kind']:<12} {s['frames']:>4} frames {s['size']:>8}  \"{s['caption']}\"" for s in summary.sources]
+    lines.append(f"  {summary.num_samples} samples in {len(summary.shards)} shards in {output / 'shards'} (packed uncurated)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="where sources/ and shards/ go")
+    parser.add_argument("--samples-per-shard", type=int, default=4)
+    args = parser.parse_args(argv)
+    summary = generate_demo(args.output, args.samples_per_shard)
+    print(format_summary(summary, args.output))
+
+
+if __name__ == "__main__":
+    main()

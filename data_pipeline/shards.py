@@ -1,0 +1,95 @@
+"""Writing shards of the schema: tar written under a temporary name, renamed when closed, then a
+per-shard stats JSON written last as the done-marker (a shard without one is incomplete)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import webdataset as wds
+
+from ltx.data.schema import IMAGE_EXTENSION, VIDEO_EXTENSION, ClipMetadata
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")  # webdataset splits keys at the first dot
+
+
+@dataclass
+class ShardSample:
+    """One sample to write: ``media`` is mp4 bytes (``extension='mp4'``) or png bytes."""
+
+    key: str
+    media: bytes
+    extension: str
+    caption: str
+    metadata: ClipMetadata
+
+    def check(self) -> None:
+        if not KEY_PATTERN.match(self.key):
+            raise ValueError(f"sample key {self.key!r} may hold only letters, digits, '_' and '-' (no dots)")
+        if self.extension not in (VIDEO_EXTENSION, IMAGE_EXTENSION):
+            raise ValueError(f"sample {self.key}: media must be .{VIDEO_EXTENSION} or .{IMAGE_EXTENSION}, got .{self.extension}")
+        ClipMetadata.from_dict(self.metadata.to_dict())  # re-validate what will be written
+
+
+@dataclass
+class ShardStats:
+    """The done-marker of one shard."""
+
+    shard: str
+    num_samples: int = 0
+    num_bytes: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+def stats_path(shard_path: Path) -> Path:
+    return shard_path.with_suffix(".stats.json")
+
+
+def is_complete(shard_path: Path) -> bool:
+    """A shard is complete when its tar exists and its stats JSON (written last) does."""
+    return shard_path.exists() and stats_path(shard_path).exists()
+
+
+def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:
+    """Write ``samples`` into the tar ``path`` atomically and write its stats JSON after it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    stats = ShardStats(shard=path.name)
+    with wds.TarWriter(str(temporary)) as writer:
+        for sample in samples:
+            sample.check()
+            writer.write({
+                "__key__": sample.key,
+                sample.extension: sample.media,
+                "txt": sample.caption,
+                "json": sample.metadata.to_json(),
+            })
+            stats.num_samples += 1
+            stats.num_bytes += len(sample.media)
+            stats.keys.append(sample.key)
+    os.replace(temporary, path)
+    stats_file = stats_path(path)
+    stats_file.with_name(stats_file.name + ".tmp").write_text(json.dumps(stats.__dict__, indent=2))
+    os.replace(stats_file.with_name(stats_file.name + ".tmp"), stats_file)
+    return stats
+
+
+def write_shards(samples: Iterable[ShardSample], directory: Path, samples_per_shard: int, prefix: str = "shard") -> list[ShardStats]:
+    """Write ``samples`` in order into ``{prefix}-{index:06d}.tar`` shards of ``samples_per_shard``."""
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    written: list[ShardStats] = []
+    batch: list[ShardSample] = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == samples_per_shard:
+            written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch))
+            batch = []
+    if batch:
+        written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch))
+    return written

@@ -1,0 +1,44 @@
+"""Train a stage: ``python -m ltx.cli.train --config-name train_vae [overrides]`` (``make train-vae``).
+
+The stage (``stage: vae`` / ``stage: dit``) names a LightningModule in the "training stage" registry;
+it receives the whole config and builds its own modules, so checkpoints rebuild themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ltx.registry import TRAINING_STAGES
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def build_training(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
+    """Module, data module and trainer from a composed config (no training yet)."""
+    datamodule = instantiate(cfg.data)
+    module = TRAINING_STAGES.build(cfg.stage, cfg=cfg)
+    logger: Any = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, logger=logger)
+    return module, datamodule, trainer
+
+
+def run_training(cfg: DictConfig) -> L.Trainer:
+    L.seed_everything(cfg.seed, workers=True)
+    module, datamodule, trainer = build_training(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+    return trainer
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train_vae", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_training(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""LightningDataModule over WebDataset shards of the shard schema, bucketed by (frames, height, width)."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import lightning as L
+import webdataset as wds
+from braceexpand import braceexpand
+
+from ltx.data.buckets import parse_buckets
+from ltx.data.pipeline import AssignBuckets, BatchByBucket, DecodeSamples, MetadataFilter
+
+log = logging.getLogger(__name__)
+
+
+def expand_shards(patterns: str | Sequence[str]) -> list[str]:
+    """Shard paths from a directory, glob, brace pattern (``shard-{000..009}.tar``) or list of them.
+
+    Local patterns must match existing files (else ValueError); URLs (``scheme://``, ``pipe:``) pass
+    through unchanged.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    shards: list[str] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if "://" in pattern or pattern.startswith("pipe:"):
+            shards.extend(braceexpand(pattern))
+            continue
+        if os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "*.tar")
+        matched = sorted(path for part in braceexpand(pattern) for path in glob.glob(part))
+        if not matched:
+            raise ValueError(f"no shards match {pattern!r}; run `make data` or point data.train_shards at your shards")
+        shards.extend(matched)
+    return list(dict.fromkeys(shards))
+
+
+def _rank_worker_seed(rank: int) -> int:
+    _, _, worker, _ = wds.utils.pytorch_worker_info()
+    return rank * 100_003 + worker
+
+
+class SplitByRank:
+    """Keep every ``world_size``-th shard starting at ``rank`` (picklable, explicit rank)."""
+
+    def __init__(self, rank: int, world_size: int):
+        self.rank, self.world_size = rank, world_size
+
+    def __call__(self, source: Iterator[Any]) -> Iterator[Any]:
+        for index, item in enumerate(source):
+            if index % self.world_size == self.rank:
+                yield item
+
+
+class AccountedLoader:
+    """Iterates a WebLoader, sets the epoch on its seeded stages, and adds up skipped-sample counts."""
+
+    def __init__(self, loader: wds.WebLoader, pipeline: wds.DataPipeline, length: int | None, skipped: Counter):
+        self.loader, self.pipeline, self.length, self.skipped = loader, pipeline, length, skipped
+        self.epoch = -1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.epoch += 1
+        for stage in self.pipeline.pipeline:
+            if isinstance(stage, wds.ResampledShards | wds.detshuffle):
+                stage.epoch = self.epoch - 1  # their __iter__ (in the worker) increments first
+            elif hasattr(stage, "epoch"):
+                stage.epoch = self.epoch
+        skipped_before = sum(self.skipped.values())
+        for batch in self.loader:
+            self.skipped.update(batch.pop("stats"))
+            if batch["video"] is not None:
+                yield batch
+        newly_skipped = sum(self.skipped.values()) - skipped_before
+        if newly_skipped:
+            log.warning("epoch %d: %d samples skipped so far by reason: %s", self.epoch, newly_skipped, dict(self.skipped))
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise TypeError("an exact single pass over shards has no length known in advance")
+        return self.length
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Bucketed video + image batches from WebDataset shards.
+
+    Batches are dicts: ``video`` `(B, 3, F, H, W)` in [-1, 1], ``fps`` `(B,)`, ``caption``, ``key``,
+    ``url``, ``metadata`` (lists), ``bucket`` (F, H, W). Every batch holds one bucket.
+
+    Two ways to read shards:
+      - ``resampled=True`` (training): each worker draws shards with replacement, seeded by (seed,
+        epoch, rank, worker); each rank yields exactly ``batches_per_epoch`` batches, so no rank waits
+        for another at the end of an epoch, whatever the shard sizes.
+      - ``resampled=False`` (evaluation, accounting): shards are shuffled per epoch with a seed shared by
+        all ranks, split by rank, then by worker: every shard is read exactly once per epoch.
+
+    All shapes and counts are checked here, at start-up: bucket frames of the form 8k+1, sizes
+    multiples of 32, positive sizes and counts.
+    """
+
+    def __init__(
+        self,
+        train_shards: str | Sequence[str],
+        buckets: Sequence[Sequence[int]],
+        batch_size: int,
+        target_fps: float = 24.0,
+        val_shards: str | Sequence[str] | None = None,
+        resampled: bool = True,
+        batches_per_epoch: int = 100,
+        shuffle_shards: bool = True,
+        shuffle_buffer: int = 64,
+        num_workers: int = 2,
+        random_crop: bool = True,
+        aspect_tolerance: float = 0.15,
+        drop_last: bool = True,
+        filters: Mapping[str, Any] | None = None,
+        max_consecutive_failures: int = 200,
+        pin_memory: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__()
+        self.buckets = parse_buckets(buckets)
+        for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch),
+                            ("max_consecutive_failures", max_consecutive_failures)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
+        if not target_fps > 0:
+            raise ValueError(f"data.target_fps must be positive, got {target_fps!r}")
+        if num_workers < 0 or shuffle_buffer < 0:
+            raise ValueError("data.num_workers and data.shuffle_buffer must be >= 0")
+        try:
+            self.metadata_filter = MetadataFilter(**dict(filters or {}))
+        except TypeError as error:
+            valid = ", ".join(MetadataFilter.__dataclass_fields__)
+            raise ValueError(f"data.filters: {error}; valid filters: {valid}") from None
+        self.train_shards, self.val_shards = train_shards, val_shards
+        self.batch_size, self.target_fps, self.resampled = batch_size, float(target_fps), resampled
+        self.batches_per_epoch, self.shuffle_shards, self.shuffle_buffer = batches_per_epoch, shuffle_shards, shuffle_buffer
+        self.num_workers, self.random_crop, self.aspect_tolerance = num_workers, random_crop, aspect_tolerance
+        self.drop_last, self.max_consecutive_failures = drop_last, max_consecutive_failures
+        self.pin_memory, self.seed = pin_memory, seed
+        self._rank, self._world_size = rank, world_size
+        self.skipped: Counter[str] = Counter()
+
+    # ranks come from the trainer when there is one, else from the constructor, else single-process
+    @property
+    def rank(self) -> int:
+        if self._rank is not None:
+            return self._rank
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        if self._world_size is not None:
+            return self._world_size
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def train_dataloader(self) -> AccountedLoader:
+        return self.make_loader(self.train_shards, resampled=self.resampled, random=True)
+
+    def val_dataloader(self) -> AccountedLoader | list:
+        if self.val_shards is None:
+            return []
+        return self.make_loader(self.val_shards, resampled=False, random=False)
+
+    def make_loader(self, patterns: str | Sequence[str], resampled: bool, random: bool) -> AccountedLoader:
+        """A loader over ``patterns`` for this rank; see the class docstring for the two modes."""
+        shards = expand_shards(patterns)
+        rank, world_size, workers = self.rank, self.world_size, max(1, self.num_workers)
+        if not resampled and len(shards) < world_size * workers:
+            raise ValueError(
+                f"{len(shards)} shard(s) for {world_size} rank(s) x {workers} worker(s): an exact pass needs at "
+                f"least one shard per worker; write more, smaller shards or lower data.num_workers"
+            )
+        pipeline = wds.DataPipeline(*self._source(shards, resampled, random, rank, world_size), *self._stages(random, rank, resampled))
+        length = None
+        if resampled:
+            per_worker = math.ceil(self.batches_per_epoch / workers)
+            pipeline = pipeline.with_epoch(nbatches=per_worker)
+            length = per_worker * workers
+        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        return AccountedLoader(loader, pipeline, length, self.skipped)
+
+    def _source(self, shards: list[str], resampled: bool, random: bool, rank: int, world_size: int) -> list[Any]:
+        if resampled:
+            return [wds.ResampledShards(shards, seed=self.seed, worker_seed=partial(_rank_worker_seed, rank), deterministic=True)]
+        source: list[Any] = [wds.SimpleShardList(shards)]
+        if random and self.shuffle_shards:
+            source.append(wds.detshuffle(bufsize=len(shards), initial=len(shards), seed=self.seed))
+        return [*source, SplitByRank(rank, world_size), wds.split_by_worker]
+
+    def _stages(self, random: bool, rank: int, resampled: bool) -> list[Any]:
+        stages: list[Any] = [wds.tarfile_to_samples(handler=wds.warn_and_continue)]
+        if random and self.shuffle_buffer > 1:
+            stages.append(wds.detshuffle(self.shuffle_buffer, initial=self.shuffle_buffer // 2, seed=wds.utils.make_seed(self.seed, rank)))
+        stages += [
+            AssignBuckets(self.buckets, self.target_fps, self.metadata_filter, self.aspect_tolerance, self.seed, rank),
+            DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank),
+            BatchByBucket(self.batch_size, self.drop_last and resampled, self.max_consecutive_failures),
+        ]
+        return stages

@@ -1,0 +1,226 @@
+"""WebDataset pipeline stages: metadata checks and filters, bucket assignment, decode, bucket batching.
+
+Rejected samples are not dropped silently: each stage turns them into a ``Skip`` item that flows on to
+the batcher, which counts them by reason and attaches the counts to the next batch it emits (so counts
+made inside DataLoader worker processes reach the main process).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from webdataset.utils import make_seed, pytorch_worker_info
+
+from ltx.data.buckets import Bucket, choose_bucket, fitting_buckets
+from ltx.data.schema import IMAGE_EXTENSION, VIDEO_EXTENSION, ClipMetadata, SchemaError
+from ltx.data.transforms import effective_fps, resize_and_crop, window_indices
+from ltx.data.video_io import VideoDecodeError, decode_frames, decode_png
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A sample that was not used, and why. ``reason`` is a short stable counter name."""
+
+    reason: str
+    key: str = ""
+    url: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    """Load-time thresholds on shard metadata; ``None`` disables a bound.
+
+    A sample whose score is null (its stage did not run) passes when ``keep_unscored`` is true and is
+    rejected as ``unscored_<name>`` otherwise, whenever a bound on that score is set.
+    """
+
+    min_aesthetic_score: float | None = None
+    min_motion_score: float | None = None
+    max_motion_score: float | None = None
+    min_duration_seconds: float | None = None
+    keep_unscored: bool = True
+
+    def rejection(self, meta: ClipMetadata) -> str | None:
+        """The counter name of the first failed bound, or None when the sample passes."""
+        bounds = (
+            ("aesthetic_score", meta.aesthetic_score, self.min_aesthetic_score, None),
+            ("motion_score", meta.motion_score, self.min_motion_score, self.max_motion_score),
+        )
+        for name, score, low, high in bounds:
+            if low is None and high is None:
+                continue
+            if score is None:
+                if not self.keep_unscored:
+                    return f"unscored_{name}"
+                continue
+            if low is not None and score < low:
+                return f"below_min_{name}"
+            if high is not None and score > high:
+                return f"above_max_{name}"
+        if self.min_duration_seconds is not None and not meta.is_image:
+            if meta.duration_seconds < self.min_duration_seconds:
+                return "below_min_duration"
+        return None
+
+
+class _EpochSeeded:
+    """A stage with a per-(seed, epoch, rank, worker) random generator; the loader sets ``epoch``."""
+
+    def __init__(self, seed: int, rank: int):
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def make_rng(self) -> random.Random:
+        _, _, worker, _ = pytorch_worker_info()
+        return random.Random(make_seed(self.seed, self.epoch, self.rank, worker, type(self).__name__))
+
+
+class AssignBuckets(_EpochSeeded):
+    """Parse ``{key}.json``, check the schema, apply filters, and pick a bucket, all without decoding."""
+
+    def __init__(self, buckets: Sequence[Bucket], target_fps: float, metadata_filter: MetadataFilter,
+                 aspect_tolerance: float, seed: int, rank: int):
+        super().__init__(seed, rank)
+        self.buckets, self.target_fps = list(buckets), target_fps
+        self.metadata_filter, self.aspect_tolerance = metadata_filter, aspect_tolerance
+
+    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any] | Skip]:
+        rng = self.make_rng()
+        for sample in samples:
+            if isinstance(sample, Skip):
+                yield sample
+                continue
+            key, url = sample.get("__key__", ""), sample.get("__url__", "")
+            try:
+                meta = ClipMetadata.from_json(sample["json"])
+            except KeyError:
+                yield _skip("missing_metadata", key, url, "sample has no .json")
+                continue
+            except SchemaError as error:
+                yield _skip("invalid_metadata", key, url, str(error))
+                continue
+            media = VIDEO_EXTENSION if VIDEO_EXTENSION in sample else IMAGE_EXTENSION if IMAGE_EXTENSION in sample else None
+            if media is None:
+                yield _skip("missing_media", key, url, f"sample has neither .{VIDEO_EXTENSION} nor .{IMAGE_EXTENSION}")
+                continue
+            if "txt" not in sample:
+                yield _skip("missing_caption", key, url, "sample has no .txt")
+                continue
+            rejection = self.metadata_filter.rejection(meta)
+            if rejection is not None:
+                yield Skip(rejection, key, url)
+                continue
+            num_frames = 1 if media == IMAGE_EXTENSION else meta.num_frames
+            candidates = fitting_buckets(self.buckets, num_frames, meta.fps, self.target_fps)
+            bucket = choose_bucket(candidates, meta.width, meta.height, rng, self.aspect_tolerance)
+            if bucket is None:
+                yield Skip("no_fitting_bucket", key, url, f"{num_frames} frames at {meta.fps} fps")
+                continue
+            yield {"key": key, "url": url, "meta": meta, "media": media, "data": sample[media],
+                   "caption": sample["txt"], "bucket": bucket}
+
+
+class DecodeSamples(_EpochSeeded):
+    """Decode a random window of the bucket's length at the target fps, resize and crop to the bucket."""
+
+    def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int):
+        super().__init__(seed, rank)
+        self.target_fps, self.random_crop = target_fps, random_crop
+
+    def __call__(self, samples: Iterable[dict[str, Any] | Skip]) -> Iterator[dict[str, Any] | Skip]:
+        rng = self.make_rng()
+        for sample in samples:
+            if isinstance(sample, Skip):
+                yield sample
+                continue
+            try:
+                yield self._decode(sample, rng)
+            except (VideoDecodeError, ValueError, UnicodeDecodeError) as error:
+                yield _skip("decode_error", sample["key"], sample["url"], f"{type(error).__name__}: {error}")
+
+    def _decode(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        meta, bucket = sample["meta"], sample["bucket"]
+        if sample["media"] == IMAGE_EXTENSION:
+            frames = decode_png(sample["data"])[None]  # (1, h, w, 3)
+            fps = self.target_fps
+        else:
+            indices = window_indices(meta.num_frames, meta.fps, self.target_fps, bucket.frames, rng)
+            frames = decode_frames(sample["data"], indices)  # (F, h, w, 3)
+            fps = effective_fps(meta.fps, self.target_fps)
+        video = resize_and_crop(frames, bucket, rng if self.random_crop else None)  # (3, F, H, W)
+        caption = sample["caption"]
+        caption = caption.decode("utf-8") if isinstance(caption, bytes) else caption
+        return {"key": sample["key"], "url": sample["url"], "bucket": bucket, "video": video,
+                "caption": caption.strip(), "fps": fps, "metadata": meta.to_dict()}
+
+
+class BatchByBucket:
+    """Group decoded samples into batches of one bucket each; count skips and attach the counts.
+
+    A batch is emitted when its bucket holds ``batch_size`` samples; at the end of the stream partial
+    batches are emitted unless ``drop_last``. When skips remain uncounted at the end, a batch with
+    ``video=None`` carries them (the loader consumes it). Raises RuntimeError after
+    ``max_consecutive_failures`` skipped samples in a row that were not filtered on purpose: a dataset
+    that never decodes must fail, not spin.
+    """
+
+    FILTER_PREFIXES = ("below_", "above_", "unscored_", "no_fitting_bucket")
+
+    def __init__(self, batch_size: int, drop_last: bool, max_consecutive_failures: int):
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.max_consecutive_failures = max_consecutive_failures
+
+    def __call__(self, samples: Iterable[dict[str, Any] | Skip]) -> Iterator[dict[str, Any]]:
+        pending: dict[Bucket, list[dict[str, Any]]] = {}
+        skipped: Counter[str] = Counter()
+        failures_in_a_row = 0
+        for sample in samples:
+            if isinstance(sample, Skip):
+                skipped[sample.reason] += 1
+                if not sample.reason.startswith(self.FILTER_PREFIXES):
+                    failures_in_a_row += 1
+                    if failures_in_a_row >= self.max_consecutive_failures:
+                        raise RuntimeError(
+                            f"{failures_in_a_row} samples in a row could not be used (last: {sample.reason} "
+                            f"{sample.key} in {sample.url}: {sample.detail}); check the shards and data config"
+                        )
+                continue
+            failures_in_a_row = 0
+            group = pending.setdefault(sample["bucket"], [])
+            group.append(sample)
+            if len(group) == self.batch_size:
+                yield collate(pending.pop(sample["bucket"]), skipped)
+                skipped = Counter()
+        for group in pending.values():
+            if not self.drop_last:
+                yield collate(group, skipped)
+                skipped = Counter()
+        if skipped:
+            yield {"video": None, "stats": dict(skipped)}
+
+
+def collate(samples: list[dict[str, Any]], skipped: Counter[str]) -> dict[str, Any]:
+    """Stack samples of one bucket: video `(B, 3, F, H, W)`, fps `(B,)`, lists for the rest."""
+    return {
+        "video": torch.stack([s["video"] for s in samples]),  # (B, 3, F, H, W)
+        "fps": torch.tensor([s["fps"] for s in samples], dtype=torch.float32),  # (B,)
+        "caption": [s["caption"] for s in samples],
+        "key": [s["key"] for s in samples],
+        "url": [s["url"] for s in samples],
+        "metadata": [s["metadata"] for s in samples],
+        "bucket": samples[0]["bucket"].as_tuple(),
+        "stats": dict(skipped),
+    }
+
+
+def _skip(reason: str, key: str, url: str, detail: str) -> Skip:
+    log.warning("skipping sample %r in %s (%s): %s", key, url, reason, detail)
+    return Skip(reason, key, url, detail)

@@ -1,0 +1,112 @@
+"""In-memory video encode / decode with PyAV (H.264 mp4), and PNG images with Pillow."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image
+
+
+class VideoDecodeError(RuntimeError):
+    """The bytes are not a decodable video, or hold fewer frames than were asked for."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a container says about its first video stream."""
+
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    codec: str
+    rotation: int
+
+
+def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium") -> bytes:
+    """Encode RGB frames `(H, W, 3) uint8` as H.264 (yuv420p) mp4 bytes.
+
+    H and W must be even (yuv420p). Encoding is single-threaded so that the same frames give the same
+    bytes on every machine.
+    """
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = None
+        for frame in frames:
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+            if stream is None:
+                height, width = frame.shape[:2]
+                if height % 2 or width % 2:
+                    raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.options = {"crf": str(crf), "preset": preset}
+                stream.codec_context.thread_count = 1
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        if stream is None:
+            raise ValueError("cannot encode a video with no frames")
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def probe_video(data: bytes) -> VideoInfo:
+    """Read fps, frame count (counted by decoding when the container does not say), size, codec."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError("no video stream")
+            stream = container.streams.video[0]
+            num_frames = stream.frames or sum(1 for _ in container.decode(stream))
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            rotation = int(getattr(stream.codec_context, "rotation", 0) or 0)
+            return VideoInfo(fps, num_frames, stream.width, stream.height, stream.codec_context.name, rotation)
+    except av.error.FFmpegError as error:
+        raise VideoDecodeError(f"cannot read video: {error}") from error
+
+
+def decode_frames(data: bytes, indices: Sequence[int]) -> np.ndarray:
+    """Decode the frames at sorted ``indices`` (repeats allowed) as `(len(indices), H, W, 3) uint8`."""
+    if not indices:
+        raise ValueError("no frame indices given")
+    wanted = sorted(set(indices))
+    last = wanted[-1]
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            wanted_set = set(wanted)
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted_set:
+                    found[index] = frame.to_ndarray(format="rgb24")
+                if index >= last:
+                    break
+    except av.error.FFmpegError as error:
+        raise VideoDecodeError(f"cannot decode video: {error}") from error
+    if len(found) != len(wanted):
+        raise VideoDecodeError(f"video has {len(found) and max(found) + 1} frames, frame {last} was asked for")
+    return np.stack([found[i] for i in indices])  # (F, H, W, 3)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode an `(H, W, 3) uint8` RGB image as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode image bytes (PNG or anything Pillow reads) as `(H, W, 3) uint8` RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise VideoDecodeError(f"cannot decode image: {error}") from error
