@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) ## Lint, then run the test suite
+	$(VENV)/bin/ruff check ltx data_pipeline tests
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## Lint with ruff

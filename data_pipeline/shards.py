@@ -60,18 +60,22 @@ def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     stats = ShardStats(shard=path.name)
-    with wds.TarWriter(str(temporary)) as writer:
-        for sample in samples:
-            sample.check()
-            writer.write({
-                "__key__": sample.key,
-                sample.extension: sample.media,
-                "txt": sample.caption,
-                "json": sample.metadata.to_json(),
-            })
-            stats.num_samples += 1
-            stats.num_bytes += len(sample.media)
-            stats.keys.append(sample.key)
+    try:
+        with wds.TarWriter(str(temporary)) as writer:
+            for sample in samples:
+                sample.check()
+                writer.write({
+                    "__key__": sample.key,
+                    sample.extension: sample.media,
+                    "txt": sample.caption,
+                    "json": sample.metadata.to_json(),
+                })
+                stats.num_samples += 1
+                stats.num_bytes += len(sample.media)
+                stats.keys.append(sample.key)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
     stats_file = stats_path(path)
     stats_file.with_name(stats_file.name + ".tmp").write_text(json.dumps(stats.__dict__, indent=2))

@@ -44,6 +44,11 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(shards))
 
 
+def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+    """Batches are collated by the pipeline; the DataLoader must not convert them again."""
+    return batch
+
+
 def _rank_worker_seed(rank: int) -> int:
     _, _, worker, _ = wds.utils.pytorch_worker_info()
     return rank * 100_003 + worker
@@ -124,6 +129,7 @@ class VideoDataModule(L.LightningDataModule):
         drop_last: bool = True,
         filters: Mapping[str, Any] | None = None,
         max_consecutive_failures: int = 200,
+        max_consecutive_skips: int = 10_000,
         pin_memory: bool = False,
         seed: int = 0,
         rank: int | None = None,
@@ -132,7 +138,8 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         self.buckets = parse_buckets(buckets)
         for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch),
-                            ("max_consecutive_failures", max_consecutive_failures)):
+                            ("max_consecutive_failures", max_consecutive_failures),
+                            ("max_consecutive_skips", max_consecutive_skips)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
         if not target_fps > 0:
@@ -149,6 +156,7 @@ class VideoDataModule(L.LightningDataModule):
         self.batches_per_epoch, self.shuffle_shards, self.shuffle_buffer = batches_per_epoch, shuffle_shards, shuffle_buffer
         self.num_workers, self.random_crop, self.aspect_tolerance = num_workers, random_crop, aspect_tolerance
         self.drop_last, self.max_consecutive_failures = drop_last, max_consecutive_failures
+        self.max_consecutive_skips = max_consecutive_skips
         self.pin_memory, self.seed = pin_memory, seed
         self._rank, self._world_size = rank, world_size
         self.skipped: Counter[str] = Counter()
@@ -189,7 +197,8 @@ class VideoDataModule(L.LightningDataModule):
             per_worker = math.ceil(self.batches_per_epoch / workers)
             pipeline = pipeline.with_epoch(nbatches=per_worker)
             length = per_worker * workers
-        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        loader = wds.WebLoader(pipeline, batch_size=None, collate_fn=_as_is, num_workers=self.num_workers,
+                               pin_memory=self.pin_memory)
         return AccountedLoader(loader, pipeline, length, self.skipped)
 
     def _source(self, shards: list[str], resampled: bool, random: bool, rank: int, world_size: int) -> list[Any]:
@@ -207,6 +216,6 @@ class VideoDataModule(L.LightningDataModule):
         stages += [
             AssignBuckets(self.buckets, self.target_fps, self.metadata_filter, self.aspect_tolerance, self.seed, rank),
             DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank),
-            BatchByBucket(self.batch_size, self.drop_last and resampled, self.max_consecutive_failures),
+            BatchByBucket(self.batch_size, self.drop_last and resampled, self.max_consecutive_failures, self.max_consecutive_skips),
         ]
         return stages

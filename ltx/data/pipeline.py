@@ -168,32 +168,41 @@ class BatchByBucket:
     A batch is emitted when its bucket holds ``batch_size`` samples; at the end of the stream partial
     batches are emitted unless ``drop_last``. When skips remain uncounted at the end, a batch with
     ``video=None`` carries them (the loader consumes it). Raises RuntimeError after
-    ``max_consecutive_failures`` skipped samples in a row that were not filtered on purpose: a dataset
-    that never decodes must fail, not spin.
+    ``max_consecutive_failures`` unusable samples (decode or metadata errors) in a row, or
+    ``max_consecutive_skips`` skipped samples of any kind in a row (filters, no fitting bucket): a
+    resampled dataset that never yields a batch must fail with the reasons, not spin forever.
     """
 
     FILTER_PREFIXES = ("below_", "above_", "unscored_", "no_fitting_bucket")
 
-    def __init__(self, batch_size: int, drop_last: bool, max_consecutive_failures: int):
+    def __init__(self, batch_size: int, drop_last: bool, max_consecutive_failures: int, max_consecutive_skips: int = 10_000):
         self.batch_size, self.drop_last = batch_size, drop_last
-        self.max_consecutive_failures = max_consecutive_failures
+        self.max_consecutive_failures, self.max_consecutive_skips = max_consecutive_failures, max_consecutive_skips
 
     def __call__(self, samples: Iterable[dict[str, Any] | Skip]) -> Iterator[dict[str, Any]]:
         pending: dict[Bucket, list[dict[str, Any]]] = {}
         skipped: Counter[str] = Counter()
-        failures_in_a_row = 0
+        failures_in_a_row = skips_in_a_row = 0
+        recent: Counter[str] = Counter()
         for sample in samples:
             if isinstance(sample, Skip):
                 skipped[sample.reason] += 1
-                if not sample.reason.startswith(self.FILTER_PREFIXES):
-                    failures_in_a_row += 1
-                    if failures_in_a_row >= self.max_consecutive_failures:
-                        raise RuntimeError(
-                            f"{failures_in_a_row} samples in a row could not be used (last: {sample.reason} "
-                            f"{sample.key} in {sample.url}: {sample.detail}); check the shards and data config"
-                        )
+                recent[sample.reason] += 1
+                skips_in_a_row += 1
+                failures_in_a_row += not sample.reason.startswith(self.FILTER_PREFIXES)
+                if failures_in_a_row >= self.max_consecutive_failures:
+                    raise RuntimeError(
+                        f"{failures_in_a_row} samples in a row could not be used (last: {sample.reason} "
+                        f"{sample.key!r} in {sample.url}: {sample.detail}); check the shards"
+                    )
+                if skips_in_a_row >= self.max_consecutive_skips:
+                    raise RuntimeError(
+                        f"{skips_in_a_row} samples in a row were skipped ({dict(recent)}) and no batch was made; "
+                        f"loosen data.filters or add buckets that fit these clips"
+                    )
                 continue
-            failures_in_a_row = 0
+            failures_in_a_row = skips_in_a_row = 0
+            recent.clear()
             group = pending.setdefault(sample["bucket"], [])
             group.append(sample)
             if len(group) == self.batch_size:

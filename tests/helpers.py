@@ -1,0 +1,54 @@
+"""Helpers for tests: generated media, shard samples, composed configs (nothing is fetched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from data_pipeline.shards import ShardSample
+from ltx.cli.train import CONFIG_DIR
+from ltx.data.schema import ClipMetadata, CropBox
+from ltx.data.video_io import encode_mp4, encode_png
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def moving_square_frames(num_frames: int, height: int, width: int, seed: int) -> list[np.ndarray]:
+    """A bright square moving right over a seed-dependent background: `(H, W, 3) uint8` frames."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 120, size=3, dtype=np.uint8)
+    frames = []
+    for index in range(num_frames):
+        frame = np.empty((height, width, 3), dtype=np.uint8)
+        frame[:] = background
+        x = (index * 3) % (width - 16)
+        frame[height // 2 - 8 : height // 2 + 8, x : x + 16] = 230
+        frames.append(frame)
+    return frames
+
+
+def clip_metadata(num_frames: int, height: int, width: int, fps: float | None = 24.0, **scores) -> ClipMetadata:
+    return ClipMetadata(
+        source="generated.mp4", start_frame=0, end_frame=num_frames, fps=fps, num_frames=num_frames,
+        width=width, height=height, crop=CropBox(0, 0, width, height),
+        motion_score=scores.get("motion_score"), aesthetic_score=scores.get("aesthetic_score"),
+        caption_source="test",
+    )
+
+
+def video_sample(key: str, num_frames: int = 17, height: int = 64, width: int = 64, seed: int = 0, **scores) -> ShardSample:
+    media = encode_mp4(moving_square_frames(num_frames, height, width, seed), fps=24.0, preset="ultrafast")
+    return ShardSample(key, media, "mp4", f"a square {key}", clip_metadata(num_frames, height, width, **scores))
+
+
+def image_sample(key: str, height: int = 64, width: int = 64, seed: int = 0) -> ShardSample:
+    media = encode_png(moving_square_frames(1, height, width, seed)[0])
+    return ShardSample(key, media, "png", f"a still square {key}", clip_metadata(1, height, width, fps=None))
+
+
+def compose_config(config_name: str, overrides: list[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)

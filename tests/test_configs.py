@@ -1,0 +1,109 @@
+"""Every shipped config composes, and everything it describes instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from helpers import REPO_ROOT, compose_config
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from ltx.cli.train import CONFIG_DIR
+from ltx.data.datamodule import VideoDataModule
+from ltx.losses import WeightedLossTerms
+
+PRIMARY_CONFIGS = ("train_vae", "train_dit")
+GROUP_OPTIONS = sorted(
+    (str(path.parent.relative_to(CONFIG_DIR)), path.stem)
+    for path in CONFIG_DIR.glob("*/**/*.yaml")
+)
+HAS_GPU = torch.cuda.is_available()
+
+
+def test_config_dir_is_the_repository_conf():
+    assert CONFIG_DIR == REPO_ROOT / "conf"
+    groups = {group for group, _ in GROUP_OPTIONS}
+    assert {"model/vae", "model/dit", "loss", "data", "trainer", "logger", "experiment", "launcher"} <= groups
+
+
+def overrides_for(config_name: str, group: str, option: str, shards: Path) -> list[str]:
+    overrides = [f"{group}={option}", f"data.train_shards={shards}"]
+    if group == "trainer" and not HAS_GPU:
+        overrides += ["trainer.accelerator=cpu"]  # the GPU configs, instantiated on a CPU-only machine
+    return overrides
+
+
+def primary_for(group: str) -> list[str]:
+    return ["train_dit"] if group == "model/dit" else list(PRIMARY_CONFIGS)
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_every_group_option_composes_and_instantiates(group, option, demo_dir, tmp_path):
+    for config_name in primary_for(group):
+        overrides = overrides_for(config_name, group, option, demo_dir / "shards") + [f"run_dir={tmp_path}"]
+        cfg = compose_config(config_name, overrides, return_hydra_config=True)
+        assert cfg.hydra.runtime.choices[group] == option
+        instantiate_all(cfg)
+
+
+def instantiate_all(cfg) -> None:
+    """Instantiate every part a training run builds from the config, except the stage's own model."""
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, VideoDataModule)
+    trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger))
+    assert isinstance(trainer, L.Trainer)
+    assert isinstance(WeightedLossTerms(cfg.loss), WeightedLossTerms)
+    optimizer = instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    assert get_class(cfg.hydra.launcher._target_) is not None
+    for model in cfg.model.values():
+        assert_primitive(OmegaConf.to_container(model, resolve=True))
+
+
+def assert_primitive(node) -> None:
+    """Configs hold primitives and registry names only (no _target_ to a class, no objects)."""
+    if isinstance(node, dict):
+        assert "_target_" not in node
+        for value in node.values():
+            assert_primitive(value)
+    elif isinstance(node, list):
+        for value in node:
+            assert_primitive(value)
+    else:
+        assert node is None or isinstance(node, bool | int | float | str)
+
+
+@pytest.mark.parametrize("config_name", PRIMARY_CONFIGS)
+def test_primary_configs_with_defaults(config_name, demo_dir, tmp_path):
+    cfg = compose_config(config_name, [f"data.train_shards={demo_dir / 'shards'}", f"run_dir={tmp_path}"], return_hydra_config=True)
+    assert cfg.stage == config_name.removeprefix("train_")
+    instantiate_all(cfg)
+
+
+def test_slurm_launcher_selects_submitit():
+    cfg = compose_config("train_dit", ["launcher=slurm"], return_hydra_config=True)
+    launcher = get_class(cfg.hydra.launcher._target_)
+    assert launcher.__name__ == "SlurmLauncher"
+    assert cfg.hydra.launcher.signal_delay_s == 90
+
+
+def test_fsdp_trainer_uses_model_parallel_strategy(demo_dir, tmp_path):
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    cfg = compose_config("train_dit", ["trainer=fsdp", "trainer.accelerator=cpu", f"run_dir={tmp_path}"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy, ModelParallelStrategy)
+
+
+def test_mandatory_shard_path_is_reported():
+    cfg = compose_config("train_vae", ["data=shards"])
+    with pytest.raises(Exception, match="train_shards"):
+        instantiate(cfg.data)
+
+
+def test_experiment_smoke_shrinks_the_run():
+    cfg = compose_config("train_vae", ["experiment=smoke"])
+    assert cfg.trainer.max_steps == 2 and cfg.logger._target_.endswith("CSVLogger")

@@ -1,0 +1,45 @@
+"""PyAV encode / probe / decode round trips and decode errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import moving_square_frames
+
+from ltx.data.video_io import VideoDecodeError, decode_frames, decode_png, encode_mp4, encode_png, probe_video
+
+
+def test_mp4_round_trip_is_close_and_probe_reports_stream(video_bytes):
+    info = probe_video(video_bytes)
+    assert (info.num_frames, info.width, info.height, info.codec) == (17, 64, 64, "h264")
+    assert info.fps == pytest.approx(24.0)
+    original = np.stack(moving_square_frames(17, 64, 64, seed=0))
+    decoded = decode_frames(video_bytes, [0, 5, 5, 16])
+    assert decoded.shape == (4, 64, 64, 3)
+    error = np.abs(decoded.astype(np.float32) - original[[0, 5, 5, 16]].astype(np.float32)).mean()
+    assert error < 4.0  # lossy, but the same picture
+
+
+def test_asking_for_missing_frames_or_garbage_raises(video_bytes):
+    with pytest.raises(VideoDecodeError, match="frame 40 was asked for"):
+        decode_frames(video_bytes, [0, 40])
+    with pytest.raises(VideoDecodeError):
+        decode_frames(b"definitely not a video", [0])
+    with pytest.raises(VideoDecodeError):
+        probe_video(video_bytes[: len(video_bytes) // 3])
+
+
+def test_encoding_is_deterministic_and_checks_input():
+    frames = moving_square_frames(9, 32, 48, seed=1)
+    assert encode_mp4(frames, 24.0) == encode_mp4(frames, 24.0)
+    with pytest.raises(ValueError, match="even sizes"):
+        encode_mp4([np.zeros((33, 48, 3), np.uint8)], 24.0)
+    with pytest.raises(ValueError, match="no frames"):
+        encode_mp4([], 24.0)
+
+
+def test_png_round_trip_is_exact():
+    image = moving_square_frames(1, 40, 56, seed=2)[0]
+    assert np.array_equal(decode_png(encode_png(image)), image)
+    with pytest.raises(VideoDecodeError):
+        decode_png(b"nope")
