@@ -12,8 +12,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-TEMPORAL_COMPRESSION = 8
-SPATIAL_COMPRESSION = 32
+from ltx.shapes import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION, check_video_shape
+
+__all__ = ["Bucket", "check_video_shape", "choose_bucket", "fitting_buckets", "frames_available", "parse_buckets"]
 
 
 @dataclass(frozen=True, order=True)
@@ -53,20 +54,6 @@ class Bucket:
 
     def __str__(self) -> str:
         return f"{self.frames}x{self.height}x{self.width}"
-
-
-def check_video_shape(frames: int, height: int, width: int, what: str = "video") -> None:
-    """Raise ValueError naming the rule unless F = 1 + 8k and H, W are positive multiples of 32."""
-    problems = []
-    if not isinstance(frames, int) or frames < 1 or (frames - 1) % TEMPORAL_COMPRESSION:
-        problems.append(
-            f"frames must be of the form 8k+1 (1, 9, 17, 25, ...), got {frames!r}"
-        )
-    for name, size in (("height", height), ("width", width)):
-        if not isinstance(size, int) or size < SPATIAL_COMPRESSION or size % SPATIAL_COMPRESSION:
-            problems.append(f"{name} must be a positive multiple of 32, got {size!r}")
-    if problems:
-        raise ValueError(f"{what}: " + "; ".join(problems))
 
 
 def parse_buckets(specs: Iterable[Sequence[int]]) -> list[Bucket]:
