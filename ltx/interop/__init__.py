@@ -1,0 +1,1 @@
+"""Import and export of weights in other projects' layouts (diffusers)."""

@@ -1,0 +1,119 @@
+"""The diffusers weight layout: read released weights into our models and write ours back.
+
+A diffusers model directory holds ``config.json`` and ``diffusion_pytorch_model.safetensors`` (or
+shards listed in ``diffusion_pytorch_model.safetensors.index.json``). Our module names mirror the
+diffusers ones, so weights map by name; the configs are translated field by field. Loading uses
+safetensors only (no pickles), and nothing is fetched: paths are local.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ltx.models.vae import VAEConfig, VideoAutoencoder
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+DIFFUSERS_VERSION = "0.35.2"
+VAE_CLASS = "AutoencoderKLLTXVideo"
+_VAE_FIELDS = (
+    "in_channels", "out_channels", "latent_channels", "block_out_channels", "layers_per_block",
+    "spatio_temporal_scaling", "decoder_block_out_channels", "decoder_layers_per_block",
+    "decoder_spatio_temporal_scaling", "decoder_inject_noise", "upsample_residual", "upsample_factor",
+    "timestep_conditioning", "patch_size", "resnet_norm_eps", "encoder_causal", "decoder_causal",
+)
+
+
+def vae_config_to_diffusers(config: VAEConfig) -> dict[str, Any]:
+    """Our VAE config as ``AutoencoderKLLTXVideo`` constructor arguments."""
+    if not config.uniform_logvar:
+        raise ValueError("diffusers' AutoencoderKLLTXVideo always shares one log-variance channel; "
+                         "a per-channel log-variance VAE (uniform_logvar=false) cannot be exported")
+    values = {name: getattr(config, name) for name in _VAE_FIELDS}
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    if not config.noise_injection:
+        values["decoder_inject_noise"] = [False] * len(config.decoder_inject_noise)
+    stages = len(config.block_out_channels)
+    return {
+        **values,
+        "down_block_types": ["LTXVideoDownBlock3D"] * stages,
+        "downsample_type": ["conv"] * stages,
+        "patch_size_t": 1,
+        "scaling_factor": 1.0,
+    }
+
+
+def vae_config_from_diffusers(values: dict[str, Any]) -> VAEConfig:
+    """An ``AutoencoderKLLTXVideo`` config.json as our VAE config (v0.9.0 / v0.9.1 architectures)."""
+    block_types = set(values.get("down_block_types", ["LTXVideoDownBlock3D"]))
+    if block_types != {"LTXVideoDownBlock3D"}:
+        raise ValueError(f"unsupported encoder blocks {sorted(block_types)}: this loader reads the v0.9.0/v0.9.1 "
+                         "VAE (LTXVideoDownBlock3D); later releases change the architecture")
+    if values.get("patch_size_t", 1) != 1:
+        raise ValueError(f"unsupported patch_size_t={values['patch_size_t']}: only 1 is supported")
+    if values.get("scaling_factor", 1.0) != 1.0:
+        raise ValueError("unsupported scaling_factor != 1.0: LTX-Video normalises latents per channel instead")
+    defaults = VAEConfig()
+    kwargs = {name: values.get(name, getattr(defaults, name)) for name in _VAE_FIELDS}
+    return VAEConfig(**kwargs)
+
+
+def read_safetensors_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, or from a diffusers directory (single or sharded)."""
+    path = Path(path)
+    if path.is_file():
+        return load_file(str(path))
+    if (path / WEIGHTS_NAME).exists():
+        return load_file(str(path / WEIGHTS_NAME))
+    if (path / WEIGHTS_INDEX_NAME).exists():
+        index = json.loads((path / WEIGHTS_INDEX_NAME).read_text())
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            state.update(load_file(str(path / shard)))
+        return state
+    raise FileNotFoundError(f"no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} in {path}; point at a diffusers-layout "
+                            f"model directory (config.json + safetensors) or a .safetensors file")
+
+
+def load_state_dict_strictly(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``model``; missing or unexpected names raise listing a few of each."""
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{what} weights do not match the model: missing {result.missing_keys[:8]} "
+                         f"({len(result.missing_keys)} in all), unexpected {result.unexpected_keys[:8]} "
+                         f"({len(result.unexpected_keys)} in all)")
+
+
+def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoencoder:
+    """Our VAE from a diffusers-layout directory (its config.json decides the architecture), or from a
+    ``.safetensors`` file with diffusers / our names and an explicit ``config``."""
+    path = Path(path)
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.exists():
+            raise FileNotFoundError(f"{path} has no config.json: not a diffusers-layout model directory")
+        values = json.loads(config_path.read_text())
+        if values.get("_class_name", VAE_CLASS) != VAE_CLASS:
+            raise ValueError(f"{config_path} describes a {values['_class_name']}, not an {VAE_CLASS}")
+        config = vae_config_from_diffusers(values)
+    elif config is None:
+        raise ValueError(f"{path} is a single weights file: pass the VAE config (preset) it was trained with")
+    model = VideoAutoencoder(config)
+    load_state_dict_strictly(model, read_safetensors_state_dict(path), f"VAE ({path})")
+    return model
+
+
+def export_vae(model: VideoAutoencoder, path: str | Path) -> Path:
+    """Write ``model`` as a directory that ``diffusers.AutoencoderKLLTXVideo.from_pretrained`` loads."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"_class_name": VAE_CLASS, "_diffusers_version": DIFFUSERS_VERSION, **vae_config_to_diffusers(model.config)}
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    return path
