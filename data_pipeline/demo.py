@@ -41,6 +41,7 @@ DIRECTIONS: dict[str, tuple[tuple[float, float], tuple[float, float], str]] = {
     "drift": ((0.49, 0.5), (0.51, 0.5), "stays almost still in the centre"),
 }
 SHAPES = ("circle", "square", "triangle")
+VALIDATION_SOURCES = ("yellow_circle_gradient", "cyan_square_wide", "image_blue_triangle")  # held out of training
 BACKGROUNDS = ("striped", "checkered", "dotted", "gradient")
 
 
@@ -209,6 +210,7 @@ class DemoSummary:
 
     sources: list[dict] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
+    val_shards: list[str] = field(default_factory=list)
     num_samples: int = 0
     seconds: float = 0.0
 
@@ -227,7 +229,8 @@ def write_source(spec: SourceSpec, directory: Path) -> Path:
     return media_path
 
 
-def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path, samples_per_shard: int) -> list[str]:
+def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path, samples_per_shard: int,
+                     prefix: str = "demo") -> list[str]:
     """Pack each source uncurated into one shard sample (whole source, no crop, no scores)."""
 
     def samples() -> Iterator[ShardSample]:
@@ -243,15 +246,16 @@ def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path,
             media = (source_dir / f"{spec.name}.{extension}").read_bytes()
             yield ShardSample(spec.name, media, extension, spec.caption, metadata)
 
-    return [stats.shard for stats in write_shards(samples(), shard_dir, samples_per_shard, prefix="demo")]
+    return [stats.shard for stats in write_shards(samples(), shard_dir, samples_per_shard, prefix=prefix)]
 
 
 def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True) -> DemoSummary:
-    """Write the demo sources under ``output/sources`` and demo shards under ``output/shards``."""
+    """Write the demo sources under ``output/sources``, training shards under ``output/shards`` and the
+    held-out sources (``VALIDATION_SOURCES``) under ``output/val``."""
     start = time.perf_counter()
     output = Path(output)
-    source_dir, shard_dir = output / "sources", output / "shards"
-    for directory in (source_dir, shard_dir):
+    source_dir, shard_dir, val_dir = output / "sources", output / "shards", output / "val"
+    for directory in (source_dir, shard_dir, val_dir):
         if directory.exists() and overwrite:
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -261,8 +265,11 @@ def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = Tr
         path = write_source(spec, source_dir)
         summary.sources.append({"name": spec.name, "kind": spec.kind, "path": str(path), "frames": spec.num_frames,
                                 "size": f"{spec.width}x{spec.height}", "caption": spec.caption})
-    summary.shards = pack_demo_shards(specs, source_dir, shard_dir, samples_per_shard)
-    summary.num_samples = len(specs)
+    train = [spec for spec in specs if spec.name not in VALIDATION_SOURCES]
+    held_out = [spec for spec in specs if spec.name in VALIDATION_SOURCES]
+    summary.shards = pack_demo_shards(train, source_dir, shard_dir, samples_per_shard)
+    summary.val_shards = pack_demo_shards(held_out, source_dir, val_dir, samples_per_shard, prefix="demo-val")
+    summary.num_samples = len(train)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -275,7 +282,8 @@ def format_summary(summary: DemoSummary, output: Path) -> str:
              f"  {len(summary.sources)} raw sources in {output / 'sources'}: "
              + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))]
     lines += [f"    {s['name']:<32} {s['kind']:<12} {s['frames']:>4} frames {s['size']:>8}  \"{s['caption']}\"" for s in summary.sources]
-    lines.append(f"  {summary.num_samples} samples in {len(summary.shards)} shards in {output / 'shards'} (packed uncurated)")
+    lines.append(f"  {summary.num_samples} training samples in {len(summary.shards)} shards in {output / 'shards'}, "
+                 f"{len(VALIDATION_SOURCES)} held-out samples in {output / 'val'} (packed uncurated)")
     return "\n".join(lines)
 
 

@@ -195,13 +195,15 @@ def _torch_module() -> type:
 
 
 LOSSES: Registry[Any] = Registry("loss", base=_torch_module(), builtin_modules=("ltx.losses",))
-DISCRIMINATORS: Registry[Any] = Registry("discriminator", base=_torch_module())
+DISCRIMINATORS: Registry[Any] = Registry(
+    "discriminator", base=_torch_module(), builtin_modules=("ltx.losses.discriminators",)
+)
 POSITION_SCHEMES: Registry[Any] = Registry("position scheme")
 ROPE_SPACINGS: Registry[Any] = Registry("rope spacing")
 TIMESTEP_SAMPLERS: Registry[Any] = Registry("timestep sampler")
 SAMPLERS: Registry[Any] = Registry("sampler")
 TEXT_ENCODERS: Registry[Any] = Registry("text encoder")
-TRAINING_STAGES: Registry[Any] = Registry("training stage")
+TRAINING_STAGES: Registry[Any] = Registry("training stage", builtin_modules=("ltx.training.vae_module",))
 CURATION_STAGES: Registry[Any] = Registry("curation stage")
 CAPTIONERS: Registry[Any] = Registry("captioner")
 

@@ -50,12 +50,12 @@ class ToyAutoencoder(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.net = nn.Conv3d(3, 3, 1)
-        self.loss = WeightedLossTerms(cfg.loss)
+        self.loss = WeightedLossTerms({"reconstruction": cfg.loss.terms.reconstruction})
         self.seen = []
 
     def training_step(self, batch, batch_index):
         video = batch["video"]  # (B, 3, F, H, W)
-        total, _ = self.loss({"reconstruction": (self.net(video), video)})
+        total, _ = self.loss({"prediction": (self.net(video), video)})
         self.seen.append({"shape": list(video.shape), "loss": total.item()})
         self.log("train/loss", total)
         return total
@@ -107,12 +107,15 @@ def test_plugin_entries_appear_on_first_lookup(installed_plugin):
 
 
 def test_hydra_override_selects_the_plugin_loss(installed_plugin):
-    cfg = compose_config("train_vae", ["loss.reconstruction.name=charbonnier", "+loss.reconstruction.kwargs.epsilon=0.5"])
-    terms = WeightedLossTerms(cfg.loss)
+    cfg = compose_config("train_vae", ["loss.terms.reconstruction.name=charbonnier",
+                                       "+loss.terms.reconstruction.kwargs.epsilon=0.5"])
+    terms = WeightedLossTerms(cfg.loss.terms)
     loss = terms.terms["reconstruction"]
     assert type(loss).__name__ == "CharbonnierLoss" and loss.epsilon == 0.5
-    total, _ = terms({"reconstruction": (torch.zeros(3), torch.zeros(3))})
-    assert total.item() == pytest.approx(0.5)
+    zeros = torch.zeros(1, 16, 1, 1, 1)
+    clip = torch.zeros(1, 3, 9, 32, 32)
+    total, values = terms({"prediction": (clip, clip), "posterior": (zeros, zeros)})
+    assert values["reconstruction"].item() == pytest.approx(0.5)
 
 
 def test_broken_plugin_is_reported_without_breaking_builtins(tmp_path, monkeypatch):
@@ -142,7 +145,7 @@ def test_training_cli_runs_a_plugin_stage_with_a_plugin_loss(plugin_site, demo_d
     run_dir = tmp_path / "run"
     command = [
         sys.executable, "-m", "ltx.cli.train", "--config-name", "train_vae", "experiment=smoke",
-        "stage=toy_autoencoder", "loss.reconstruction.name=charbonnier",
+        "stage=toy_autoencoder", "loss.terms.reconstruction.name=charbonnier", "callbacks.ema=null",
         f"data.train_shards={demo_dir / 'shards'}", f"run_dir={run_dir}", "trainer.max_steps=3",
         "data.batches_per_epoch=3",
     ]

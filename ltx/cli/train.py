@@ -23,9 +23,18 @@ def build_training(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataM
     """Module, data module and trainer from a composed config (no training yet)."""
     datamodule = instantiate(cfg.data)
     module = TRAINING_STAGES.build(cfg.stage, cfg=cfg)
-    logger: Any = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, logger=logger)
+    trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=build_callbacks(cfg))
     return module, datamodule, trainer
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """Every logger of the ``logger`` group (a mapping of name to logger config)."""
+    return [instantiate(logger) for logger in (cfg.get("logger") or {}).values() if logger]
+
+
+def build_callbacks(cfg: DictConfig) -> list[Any]:
+    """Every callback under ``callbacks`` (null entries, e.g. ``callbacks.ema=null``, are left out)."""
+    return [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback]
 
 
 def run_training(cfg: DictConfig) -> L.Trainer:

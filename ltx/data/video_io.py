@@ -31,8 +31,8 @@ class VideoInfo:
 def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium") -> bytes:
     """Encode RGB frames `(H, W, 3) uint8` as H.264 (yuv420p) mp4 bytes.
 
-    H and W must be even (yuv420p). Encoding is single-threaded so that the same frames give the same
-    bytes on every machine.
+    H and W must be even (yuv420p). Encoding is single-threaded so that the same frames decode to the
+    same pixels (the container bytes may still differ slightly between runs).
     """
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:

@@ -1,0 +1,1 @@
+"""The Lightning side: one LightningModule per stage, callbacks, model builders from configs."""

@@ -1,0 +1,44 @@
+"""Models from configs: a preset name, overrides, research switches and optional local weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+from ltx.interop.diffusers import load_vae
+from ltx.models.vae import VideoAutoencoder, vae_config
+
+VAE_SWITCHES = ("uniform_logvar", "noise_injection", "timestep_conditioning")
+
+
+def build_vae(model_cfg: Mapping[str, Any]) -> VideoAutoencoder:
+    """A VAE from a ``model/vae`` config: ``preset``, ``overrides``, the switches, ``pretrained`` (a local
+    diffusers-layout directory, or a .safetensors file of the same architecture) and ``latent_stats``
+    (a .safetensors file with ``latents_mean`` / ``latents_std``)."""
+    overrides = dict(model_cfg.get("overrides") or {})
+    overrides.update({name: model_cfg[name] for name in VAE_SWITCHES if model_cfg.get(name) is not None})
+    config = vae_config(model_cfg["preset"], **overrides)
+    pretrained = model_cfg.get("pretrained")
+    if pretrained:
+        path = Path(pretrained).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"model.vae.pretrained={pretrained!r} does not exist; give a local diffusers-layout "
+                                    f"VAE directory or .safetensors file (nothing is downloaded)")
+        model = load_vae(path, config=None if path.is_dir() else config)
+    else:
+        model = VideoAutoencoder(config)
+    if model_cfg.get("latent_stats"):
+        load_latent_statistics(model, model_cfg["latent_stats"])
+    return model
+
+
+def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
+    """Set the VAE's per-channel latent statistics from a file written by ``ltx.cli.latent_stats``."""
+    stats = load_file(str(Path(path).expanduser()))
+    missing = {"latents_mean", "latents_std"} - set(stats)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}; write it with `python -m ltx.cli.latent_stats`")
+    model.set_latent_statistics(stats["latents_mean"].float(), stats["latents_std"].float())

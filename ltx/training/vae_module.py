@@ -1,0 +1,167 @@
+"""The VAE training stage: reconstruction + KL + perceptual + wavelet terms, the denoising-decoder
+objective and an (r)GAN, with manual optimisation alternating generator and discriminator."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from ltx.interop.diffusers import export_vae
+from ltx.losses import WeightedLossTerms
+from ltx.losses.gan import adaptive_gan_weight
+from ltx.models.vae import VideoAutoencoder
+from ltx.registry import DISCRIMINATORS, LOSSES, TRAINING_STAGES
+from ltx.training.build import build_vae
+from ltx.training.previews import write_previews
+
+log = logging.getLogger(__name__)
+
+
+def decoder_timesteps(batch: int, probability: float, max_timestep: float, generator: torch.Generator | None = None,
+                      device: torch.device | None = None) -> torch.Tensor:
+    """Per-sample decoder noise levels `(B,)`: with ``probability``, t ~ U(0, ``max_timestep``) (the paper
+    trains the denoising decoder on t in [0, 0.2]; uniform is our documented choice), else t = 0."""
+    uniform = torch.rand(batch, generator=generator, device=device) * max_timestep
+    noisy = torch.rand(batch, generator=generator, device=device) < probability
+    return torch.where(noisy, uniform, torch.zeros_like(uniform))
+
+
+def noise_latents(latents: torch.Tensor, timestep: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(1 - t) z + t eps`` per sample (rectified-flow interpolation towards noise)."""
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    t = timestep.view(-1, 1, 1, 1, 1).to(latents.dtype)
+    return (1 - t) * latents + t * noise
+
+
+@TRAINING_STAGES.register("vae")
+class VAEModule(L.LightningModule):
+    """Trains ``VideoAutoencoder`` from the whole run config (``model.vae``, ``loss``, ``vae_training``,
+    ``optimizer``). Checkpoints hold the config, so ``VAEModule.load_from_checkpoint`` rebuilds itself.
+
+    Loss inputs by kind: ``prediction`` = (reconstruction, original video), ``posterior`` = (mean,
+    log-variance). The GAN (``loss.gan``, optional) starts at ``start_step``; its weight is fixed or
+    adaptive (ratio of gradient norms at the decoder's last layer, VQGAN-style).
+    """
+
+    def __init__(self, cfg: DictConfig | dict[str, Any]):
+        super().__init__()
+        cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.cfg = cfg
+        self.automatic_optimization = False
+        self.vae: VideoAutoencoder = build_vae(cfg.model.vae)
+        self.losses = WeightedLossTerms(cfg.loss.terms)
+        self.training_cfg = cfg.vae_training
+        gan = cfg.loss.get("gan")
+        self.gan_cfg = gan if gan and gan.get("weight", 0) else None
+        if self.gan_cfg is not None:
+            self.gan_objective = LOSSES.build(self.gan_cfg.objective, loss_type=self.gan_cfg.loss_type)
+            in_channels = self.gan_objective.discriminator_in_channels(self.vae.config.out_channels)
+            self.discriminator = DISCRIMINATORS.build(self.gan_cfg.discriminator, in_channels=in_channels,
+                                                      **dict(self.gan_cfg.get("discriminator_kwargs") or {}))
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.val_lpips = MeanMetric()
+        self._validation_batches = 0
+
+    # ---- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        optimizers = [instantiate(self.cfg.optimizer)(self.vae.parameters())]
+        if self.gan_cfg is not None:
+            optimizer = instantiate(self.cfg.optimizer)
+            lr = self.gan_cfg.get("lr") or optimizer.keywords.get("lr")
+            optimizers.append(optimizer(self.discriminator.parameters(), lr=lr))
+        return optimizers
+
+    def gan_active(self) -> bool:
+        return self.gan_cfg is not None and self.global_step >= self.gan_cfg.get("start_step", 0)
+
+    def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
+        video = batch["video"]  # (B, 3, F, H, W) in [-1, 1]
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        gan_on = self.gan_active()  # decided once: the generator step below advances global_step
+        reconstruction, posterior, timestep = self.reconstruct(video)
+        total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)})
+        logs = {f"train/{name}": value.detach() for name, value in values.items()}
+        if gan_on:
+            generator_loss = self.gan_objective.generator_loss(self.discriminator, video, reconstruction)
+            weight = self.gan_weight(total, generator_loss)
+            total = total + weight * generator_loss
+            logs.update({"train/gan_generator": generator_loss.detach(), "train/gan_weight": weight.detach()})
+        self.step_optimizer(optimizers[0], total, self.vae)
+        logs["train/loss"] = total.detach()
+        if gan_on:
+            discriminator_loss = self.gan_objective.discriminator_loss(self.discriminator, video, reconstruction.detach())
+            # stepped on the raw optimizer so that global_step counts generator steps only
+            self.step_optimizer(optimizers[1], discriminator_loss, self.discriminator, count_step=False)
+            logs["train/gan_discriminator"] = discriminator_loss.detach()
+        logs["train/decoder_timestep"] = timestep.mean()
+        self.log_dict(logs, prog_bar=False, batch_size=video.shape[0])
+        self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0])
+        return total.detach()
+
+    def reconstruct(self, video: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Encode, sample, maybe noise the latents (denoising decoder), decode."""
+        posterior = self.vae.encode(video)
+        latents = posterior.sample()
+        timestep = torch.zeros(video.shape[0], device=video.device)
+        if self.vae.config.timestep_conditioning:
+            timestep = decoder_timesteps(video.shape[0], self.training_cfg.denoise_probability,
+                                         self.training_cfg.max_denoise_timestep, device=video.device)
+            latents = noise_latents(latents, timestep)
+        return self.vae.decode(latents, timestep), posterior, timestep
+
+    def gan_weight(self, reconstruction_loss: torch.Tensor, generator_loss: torch.Tensor) -> torch.Tensor:
+        weight = torch.tensor(float(self.gan_cfg.weight), device=generator_loss.device)
+        if self.gan_cfg.get("adaptive_weight", False):
+            last_layer = self.vae.decoder.conv_out.conv.weight
+            weight = weight * adaptive_gan_weight(reconstruction_loss, generator_loss, last_layer)
+        return weight
+
+    def step_optimizer(self, optimizer: Any, loss: torch.Tensor, module: torch.nn.Module, count_step: bool = True) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        clip = self.training_cfg.get("gradient_clip")
+        if clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+        (optimizer if count_step else optimizer.optimizer).step()
+
+    # ---- validation -----------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
+        video = batch["video"]  # (B, 3, F, H, W)
+        posterior = self.vae.encode(video)
+        reconstruction = self.vae.decode(posterior.mean, 0.0 if self.vae.config.timestep_conditioning else None)
+        original01 = ((video + 1) / 2).clamp(0, 1).transpose(1, 2).flatten(0, 1)  # (B*F, 3, H, W)
+        reconstruction01 = ((reconstruction + 1) / 2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
+        self.val_psnr.update(reconstruction01, original01)
+        self.val_ssim.update(reconstruction01, original01)
+        if "perceptual" in self.losses.terms:
+            self.val_lpips.update(self.losses.terms["perceptual"](reconstruction, video))
+        self.log_dict({"val/psnr": self.val_psnr, "val/ssim": self.val_ssim}, batch_size=video.shape[0])
+        if "perceptual" in self.losses.terms:
+            self.log("val/lpips", self.val_lpips, batch_size=video.shape[0])
+        if batch_index == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self.write_previews(video, reconstruction)
+
+    def write_previews(self, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        count = self.training_cfg.get("num_preview_samples", 2)
+        directory = Path(self.cfg.run_dir) / "previews"
+        _, _, grid = write_previews(video[:count], reconstruction[:count], directory, f"step_{self.global_step:07d}")
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("val/reconstruction", grid, self.global_step)
+
+    def export_weights(self, model: VideoAutoencoder, path: Path) -> None:
+        """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""
+        export_vae(model, path)
+        log.info("exported VAE weights to %s", path)
