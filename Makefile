@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data train-vae train-dit sample bench registry clean
+.PHONY: help venv test lint demo data train-vae train-dit reconstruct latent-stats registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,15 +29,25 @@ test: $(STAMP) ## Lint, then run the test suite
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests
 
-demo: $(STAMP) ## Run the system end to end on the embedded demo data (CPU)
+demo: $(STAMP) ## Run the system end to end on the embedded demo data (CPU, about a minute)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
 	$(PY) -m ltx.data.inspect $(DEMO_DIR)/shards --batches 6
+	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo run_dir=$(DEMO_DIR)/vae_run
+	$(PY) -m ltx.cli.reconstruct $(DEMO_DIR)/sources/red_circle_stripes.mp4 $(DEMO_DIR)/reconstruction.mp4 \
+		--checkpoint $(DEMO_DIR)/vae_run/checkpoints/last.ckpt --frames 17 --side-by-side
+	@echo "demo outputs in $(DEMO_DIR): shards/, val/, vae_run/ (checkpoints, previews, csv), reconstruction.mp4"
 
 data: $(STAMP) ## Make training shards (until curation lands: the demo sources packed uncurated)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
 
 train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
 	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)
+
+reconstruct: $(STAMP) ## Reconstruct a video through a VAE (ARGS="IN.mp4 OUT.mp4 --checkpoint CKPT")
+	$(PY) -m ltx.cli.reconstruct $(ARGS)
+
+latent-stats: $(STAMP) ## Per-channel latent statistics over shards (ARGS="checkpoint=CKPT output=FILE")
+	$(PY) -m ltx.cli.latent_stats $(ARGS)
 
 train-dit: $(STAMP) ## Train the DiT (Hydra overrides via ARGS="...")
 	$(PY) -m ltx.cli.train --config-name train_dit $(ARGS)

@@ -6,10 +6,19 @@ import csv
 
 import pytest
 import torch
+import torchvision
 from helpers import compose_config
+from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel
 
+from ltx.cli.latent_stats import ChannelMoments
+from ltx.cli.latent_stats import run as latent_stats_run
+from ltx.cli.reconstruct import main as reconstruct_main
+from ltx.cli.reconstruct import reconstruct_file
 from ltx.cli.train import run_training
-from ltx.training.ema import EMACallback
+from ltx.data.video_io import probe_video
+from ltx.training.build import build_vae, vae_from_checkpoint
+from ltx.training.ema import EMACallback, WarmupEMA, warmup_ema_decay
 from ltx.training.vae_module import VAEModule, decoder_timesteps, noise_latents
 
 
@@ -30,13 +39,18 @@ def read_metrics(run_dir) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def trained_run(demo_dir, tmp_path_factory):
+    """Four steps of the tiny VAE with the GAN from step 1 and validation LPIPS on a local (random)
+    AlexNet backbone file, as a user would point at real torchvision weights."""
     run_dir = tmp_path_factory.mktemp("vae_run")
-    trainer = run_training(vae_run_config(demo_dir, run_dir))
-    return run_dir, trainer
+    backbone = run_dir / "alexnet_features.pth"
+    torch.save(torchvision.models.alexnet(weights=None).features.state_dict(), backbone)
+    overrides = ("vae_training.validation_lpips.net=alex", f"vae_training.validation_lpips.backbone_path={backbone}")
+    trainer = run_training(vae_run_config(demo_dir, run_dir, *overrides))
+    return run_dir, trainer, overrides
 
 
 def test_training_runs_generator_and_discriminator_and_logs_every_term(trained_run):
-    run_dir, trainer = trained_run
+    run_dir, trainer, _ = trained_run
     assert trainer.global_step == 4  # generator steps; the discriminator steps do not count
     rows = read_metrics(run_dir)
     train_rows = [r for r in rows if r.get("train/loss")]
@@ -48,10 +62,11 @@ def test_training_runs_generator_and_discriminator_and_logs_every_term(trained_r
     validation = [r for r in rows if r.get("val/psnr")]
     assert len(validation) == 2 and all(5 < float(r["val/psnr"]) < 60 for r in validation)
     assert all(0 < float(r["val/ssim"]) <= 1 for r in validation)
+    assert all(float(r["val/lpips"]) > 0 for r in validation)
 
 
 def test_previews_exports_and_checkpoints_are_written(trained_run):
-    run_dir, _ = trained_run
+    run_dir, _, _ = trained_run
     assert sorted(p.name for p in (run_dir / "previews").iterdir()) == [
         "step_0000002.mp4", "step_0000002.png", "step_0000004.mp4", "step_0000004.png"]
     assert (run_dir / "export" / "vae" / "config.json").exists()
@@ -59,7 +74,7 @@ def test_previews_exports_and_checkpoints_are_written(trained_run):
 
 
 def test_checkpoint_rebuilds_the_module_with_its_ema(trained_run):
-    run_dir, trainer = trained_run
+    run_dir, trainer, _ = trained_run
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     module = VAEModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     for name, value in trainer.lightning_module.vae.state_dict().items():
@@ -73,9 +88,9 @@ def test_checkpoint_rebuilds_the_module_with_its_ema(trained_run):
 
 
 def test_training_is_deterministic(demo_dir, tmp_path, trained_run):
-    run_dir, _ = trained_run
+    run_dir, _, overrides = trained_run
     again = tmp_path / "again"
-    run_training(vae_run_config(demo_dir, again))
+    run_training(vae_run_config(demo_dir, again, *overrides))
     first = [float(r["train/loss"]) for r in read_metrics(run_dir) if r.get("train/loss")]
     second = [float(r["train/loss"]) for r in read_metrics(again) if r.get("train/loss")]
     assert first == pytest.approx(second, rel=1e-5)
@@ -97,3 +112,75 @@ def test_unknown_discriminator_is_reported(demo_dir, tmp_path):
     cfg = vae_run_config(demo_dir, tmp_path, "loss.gan.discriminator=stylegan")
     with pytest.raises(LookupError, match="unknown discriminator 'stylegan'. Valid names: patchgan2d, patchgan3d"):
         VAEModule(cfg)
+
+
+def test_vae_from_checkpoint_takes_ema_or_raw_weights(trained_run):
+    run_dir, trainer, _ = trained_run
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    ema = next(c for c in trainer.callbacks if isinstance(c, EMACallback)).ema.module
+    for use_ema, reference in ((True, ema), (False, trainer.lightning_module.vae)):
+        loaded = vae_from_checkpoint(checkpoint, use_ema=use_ema)
+        for name, value in reference.state_dict().items():
+            torch.testing.assert_close(loaded.state_dict()[name], value)
+    with pytest.raises(ValueError, match="not a VAE-stage checkpoint"):
+        torch.save({"hyper_parameters": {}}, run_dir / "other.ckpt")
+        vae_from_checkpoint(run_dir / "other.ckpt")
+
+
+def test_channel_moments_match_torch():
+    values = torch.randn(3, 4, 2, 5, 5) * torch.tensor([1.0, 2.0, 0.5, 3.0]).view(1, 4, 1, 1, 1) + 1.0
+    moments = ChannelMoments(4)
+    moments.update(values[:2])
+    moments.update(values[2:])
+    mean, std = moments.mean_std()
+    flat = values.transpose(0, 1).flatten(1)
+    torch.testing.assert_close(mean, flat.mean(1))
+    torch.testing.assert_close(std, flat.std(1), rtol=1e-4, atol=1e-5)
+
+
+def test_latent_stats_command_writes_statistics_the_vae_loads(trained_run, demo_dir, tmp_path):
+    run_dir, _, _ = trained_run
+    output = tmp_path / "stats.safetensors"
+    cfg = compose_config("latent_stats", [f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", f"output={output}",
+                                          "batches=3", f"data.train_shards={demo_dir / 'shards'}"])
+    latent_stats_run(cfg)
+    stats = load_file(str(output))
+    assert stats["latents_mean"].shape == stats["latents_std"].shape == (16,)
+    assert torch.all(stats["latents_std"] > 0)
+    vae = build_vae({"preset": "tiny", "latent_stats": str(output)})
+    torch.testing.assert_close(vae.latents_std, stats["latents_std"])
+
+
+def test_reconstruct_command_reports_psnr_and_writes_video(trained_run, demo_dir, tmp_path, capsys):
+    run_dir, _, _ = trained_run
+    source = demo_dir / "sources" / "red_circle_stripes.mp4"
+    output = tmp_path / "reconstruction.mp4"
+    reconstruct_main([str(source), str(output), "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"),
+                      "--frames", "17", "--size", "96x128", "--side-by-side"])
+    printed = capsys.readouterr().out
+    assert "17 frames at 128x96" in printed and "PSNR" in printed and "SSIM" in printed
+    info = probe_video(output.read_bytes())
+    assert (info.num_frames, info.height, info.width) == (17, 96, 256)
+    vae = vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    result = reconstruct_file(vae, source, tmp_path / "plain.mp4")
+    assert (result.frames, result.height, result.width) == (73, 192, 256) and 0 < result.psnr < 60
+    with pytest.raises(SystemExit, match="exactly one of"):
+        reconstruct_main([str(source), str(output)])
+
+
+def test_ema_warms_up_then_keeps_its_decay():
+    model = torch.nn.Linear(2, 2, bias=False)
+    callback = EMACallback("net", decay=0.99)
+    ema = AveragedModel(model, multi_avg_fn=WarmupEMA(callback.decay), use_buffers=True)
+    start = model.weight.detach().clone()
+    expected = start.clone()
+    for step in range(200):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        ema.update_parameters(model)
+        decay = 0.0 if step == 0 else warmup_ema_decay(0.99, step)
+        expected = decay * expected + (1 - decay) * model.weight.detach()
+    torch.testing.assert_close(ema.module.weight, expected)
+    assert warmup_ema_decay(0.99, 0) == pytest.approx(0.1) and warmup_ema_decay(0.99, 10_000) == 0.99
+    with pytest.raises(ValueError, match="decay must be in"):
+        EMACallback("net", decay=1.0)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from ltx.interop.diffusers import load_vae
@@ -42,3 +43,21 @@ def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
     if missing:
         raise ValueError(f"{path} lacks {sorted(missing)}; write it with `python -m ltx.cli.latent_stats`")
     model.set_latent_statistics(stats["latents_mean"].float(), stats["latents_std"].float())
+
+
+def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoencoder:
+    """The VAE of a VAE-stage Lightning checkpoint, rebuilt from the config it holds; with ``use_ema``
+    the EMA weights when the checkpoint has them. Loaded with ``weights_only=True`` (no pickles)."""
+    checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
+    if cfg is None or "model" not in cfg or "vae" not in cfg["model"]:
+        raise ValueError(f"{path} is not a VAE-stage checkpoint (no cfg.model.vae in its hyper-parameters)")
+    model_cfg = {**cfg["model"]["vae"], "pretrained": None, "latent_stats": None}
+    model = build_vae(model_cfg)
+    state = {k.removeprefix("vae."): v for k, v in checkpoint["state_dict"].items() if k.startswith("vae.")}
+    if use_ema:
+        ema = [s["ema"] for name, s in checkpoint.get("callbacks", {}).items() if "EMACallback" in name and "ema" in s]
+        if ema:
+            state = {k.removeprefix("module."): v for k, v in ema[0].items() if k.startswith("module.")}
+    model.load_state_dict(state, strict=True)
+    return model

@@ -9,11 +9,29 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
+
+
+def warmup_ema_decay(decay: float, num_averaged: int) -> float:
+    """``min(decay, (1 + n) / (10 + n))``: early averages follow the weights closely, so a short run's
+    EMA is not stuck near the initialisation (the usual EMA warm-up)."""
+    return min(decay, (1 + num_averaged) / (10 + num_averaged))
+
+
+class WarmupEMA:
+    """``multi_avg_fn`` for ``AveragedModel``: an exponential moving average with warm-up."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def __call__(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        weight = 1.0 - warmup_ema_decay(self.decay, int(num_averaged))
+        torch._foreach_lerp_(averaged, current, weight)
 
 
 class EMACallback(L.Callback):
-    """Keeps ``AveragedModel(getattr(module, attribute))`` with ``decay``, updated after every training
+    """Keeps ``AveragedModel(getattr(module, attribute))`` with ``decay`` (warmed up, see
+    ``warmup_ema_decay``), updated after every training
     batch from ``start_step`` on. During validation the module runs with the averaged weights; at the
     end of fit, if the module has ``export_weights(model, path)``, the averaged model is exported to
     ``export_dir``."""
@@ -33,7 +51,7 @@ class EMACallback(L.Callback):
         return getattr(pl_module, self.attribute)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ema = AveragedModel(self.target(pl_module), multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.ema = AveragedModel(self.target(pl_module), multi_avg_fn=WarmupEMA(self.decay), use_buffers=True)
         if self._pending_state is not None:
             self.ema.load_state_dict(self._pending_state)
             self._pending_state = None

@@ -4,6 +4,7 @@ objective and an (r)GAN, with manual optimisation alternating generator and disc
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from ltx.training.build import build_vae
 from ltx.training.previews import write_previews
 
 log = logging.getLogger(__name__)
+# Lightning warns that checkpoints of manually optimised modules hold the post-step weights, with a
+# page of example code; post-step weights are what we want.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 def decoder_timesteps(batch: int, probability: float, max_timestep: float, generator: torch.Generator | None = None,
@@ -70,7 +74,19 @@ class VAEModule(L.LightningModule):
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips = MeanMetric()
-        self._validation_batches = 0
+        self.validation_lpips = self.build_validation_lpips()
+
+    def build_validation_lpips(self) -> torch.nn.Module | None:
+        """The perceptual loss term when there is one, else an LPIPS from ``vae_training.validation_lpips``
+        (a local backbone is needed; without one val/lpips is not computed, and the log says so)."""
+        if "perceptual" in self.losses.terms:
+            return self.losses.terms["perceptual"]
+        settings = self.training_cfg.get("validation_lpips") or {}
+        if settings.get("backbone_path"):
+            return LOSSES.build("lpips", **dict(settings))
+        log.warning("val/lpips is not computed: no LPIPS backbone configured "
+                    "(set vae_training.validation_lpips.backbone_path to a local torchvision vgg16 state dict)")
+        return None
 
     # ---- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -144,10 +160,9 @@ class VAEModule(L.LightningModule):
         reconstruction01 = ((reconstruction + 1) / 2).clamp(0, 1).transpose(1, 2).flatten(0, 1)
         self.val_psnr.update(reconstruction01, original01)
         self.val_ssim.update(reconstruction01, original01)
-        if "perceptual" in self.losses.terms:
-            self.val_lpips.update(self.losses.terms["perceptual"](reconstruction, video))
         self.log_dict({"val/psnr": self.val_psnr, "val/ssim": self.val_ssim}, batch_size=video.shape[0])
-        if "perceptual" in self.losses.terms:
+        if self.validation_lpips is not None:
+            self.val_lpips.update(self.validation_lpips(reconstruction, video))
             self.log("val/lpips", self.val_lpips, batch_size=video.shape[0])
         if batch_index == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.write_previews(video, reconstruction)
