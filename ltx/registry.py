@@ -198,8 +198,8 @@ LOSSES: Registry[Any] = Registry("loss", base=_torch_module(), builtin_modules=(
 DISCRIMINATORS: Registry[Any] = Registry(
     "discriminator", base=_torch_module(), builtin_modules=("ltx.losses.discriminators",)
 )
-POSITION_SCHEMES: Registry[Any] = Registry("position scheme")
-ROPE_SPACINGS: Registry[Any] = Registry("rope spacing")
+POSITION_SCHEMES: Registry[Any] = Registry("position scheme", builtin_modules=("ltx.positional.coordinates",))
+ROPE_SPACINGS: Registry[Any] = Registry("rope spacing", builtin_modules=("ltx.positional.rope",))
 TIMESTEP_SAMPLERS: Registry[Any] = Registry("timestep sampler")
 SAMPLERS: Registry[Any] = Registry("sampler")
 TEXT_ENCODERS: Registry[Any] = Registry("text encoder")

@@ -15,12 +15,18 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ltx.models.dit import DiTConfig, VideoTransformer
 from ltx.models.vae import VAEConfig, VideoAutoencoder
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 DIFFUSERS_VERSION = "0.35.2"
 VAE_CLASS = "AutoencoderKLLTXVideo"
+TRANSFORMER_CLASS = "LTXVideoTransformer3DModel"
+_TRANSFORMER_FIELDS = (
+    "in_channels", "out_channels", "num_attention_heads", "attention_head_dim", "cross_attention_dim",
+    "num_layers", "caption_channels", "norm_eps", "attention_bias", "attention_out_bias",
+)
 _VAE_FIELDS = (
     "in_channels", "out_channels", "latent_channels", "block_out_channels", "layers_per_block",
     "spatio_temporal_scaling", "decoder_block_out_channels", "decoder_layers_per_block",
@@ -113,6 +119,63 @@ def export_vae(model: VideoAutoencoder, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = {"_class_name": VAE_CLASS, "_diffusers_version": DIFFUSERS_VERSION, **vae_config_to_diffusers(model.config)}
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    return path
+
+
+def transformer_config_to_diffusers(config: DiTConfig) -> dict[str, Any]:
+    """Our DiT config as ``LTXVideoTransformer3DModel`` constructor arguments.
+
+    diffusers hard-codes the release's positions (relative-fractional, 20 s / 2048 px), exponential
+    RoPE spacing with theta 10000 and t x 1000; other choices cannot be expressed there.
+    """
+    release = DiTConfig()
+    differences = [name for name in ("positions", "rope_spacing", "rope_theta", "max_extent", "timestep_scale")
+                   if getattr(config, name) != getattr(release, name)]
+    if differences:
+        raise ValueError(f"diffusers' {TRANSFORMER_CLASS} only supports the release's {differences}; "
+                         f"this model uses {[getattr(config, n) for n in differences]}")
+    values = {name: getattr(config, name) for name in _TRANSFORMER_FIELDS}
+    return {**values, "patch_size": 1, "patch_size_t": 1, "activation_fn": "gelu-approximate",
+            "qk_norm": "rms_norm_across_heads", "norm_elementwise_affine": False}
+
+
+def transformer_config_from_diffusers(values: dict[str, Any]) -> DiTConfig:
+    """An ``LTXVideoTransformer3DModel`` config.json as our DiT config."""
+    for name, supported in (("patch_size", 1), ("patch_size_t", 1), ("activation_fn", "gelu-approximate"),
+                            ("qk_norm", "rms_norm_across_heads"), ("norm_elementwise_affine", False)):
+        if values.get(name, supported) != supported:
+            raise ValueError(f"unsupported {name}={values[name]!r} (only {supported!r})")
+    defaults = DiTConfig()
+    return DiTConfig(**{name: values.get(name, getattr(defaults, name)) for name in _TRANSFORMER_FIELDS})
+
+
+def load_transformer(path: str | Path, config: DiTConfig | None = None) -> VideoTransformer:
+    """Our DiT from a diffusers-layout directory, or from a ``.safetensors`` file and its ``config``."""
+    path = Path(path)
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.exists():
+            raise FileNotFoundError(f"{path} has no config.json: not a diffusers-layout model directory")
+        values = json.loads(config_path.read_text())
+        if values.get("_class_name", TRANSFORMER_CLASS) != TRANSFORMER_CLASS:
+            raise ValueError(f"{config_path} describes a {values['_class_name']}, not an {TRANSFORMER_CLASS}")
+        config = transformer_config_from_diffusers(values)
+    elif config is None:
+        raise ValueError(f"{path} is a single weights file: pass the DiT config (preset) it was trained with")
+    model = VideoTransformer(config)
+    load_state_dict_strictly(model, read_safetensors_state_dict(path), f"transformer ({path})")
+    return model
+
+
+def export_transformer(model: VideoTransformer, path: str | Path) -> Path:
+    """Write ``model`` as a directory that ``diffusers.LTXVideoTransformer3DModel.from_pretrained`` loads."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"_class_name": TRANSFORMER_CLASS, "_diffusers_version": DIFFUSERS_VERSION,
+              **transformer_config_to_diffusers(model.config)}
     (path / "config.json").write_text(json.dumps(config, indent=2))
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
