@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 
 import pytest
+import torch
 from helpers import compose_config, image_sample, video_sample
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -163,3 +164,13 @@ def test_shard_patterns_expand_and_missing_shards_are_explained(exact_shards):
                              num_workers=2, rank=0, world_size=2)
     with pytest.raises(ValueError, match=r"2 shard\(s\) for 2 rank\(s\) x 2 worker\(s\)"):
         module.train_dataloader()
+
+
+def test_validation_passes_are_identical(demo_dir):
+    module = VideoDataModule(str(demo_dir / "shards"), [[9, 64, 64], [17, 64, 64], [1, 64, 64]], batch_size=2,
+                             val_shards=str(demo_dir / "val"), num_workers=0)
+    loader = module.val_dataloader()
+    first, second = list(loader), list(loader)
+    assert [b["key"] for b in first] == [b["key"] for b in second]
+    for a, b in zip(first, second):
+        assert torch.equal(a["video"], b["video"])

@@ -69,12 +69,14 @@ class SplitByRank:
 class AccountedLoader:
     """Iterates a WebLoader, sets the epoch on its seeded stages, and adds up skipped-sample counts."""
 
-    def __init__(self, loader: wds.WebLoader, pipeline: wds.DataPipeline, length: int | None, skipped: Counter):
+    def __init__(self, loader: wds.WebLoader, pipeline: wds.DataPipeline, length: int | None, skipped: Counter,
+                 fixed_epoch: bool = False):
         self.loader, self.pipeline, self.length, self.skipped = loader, pipeline, length, skipped
+        self.fixed_epoch = fixed_epoch  # validation: the same windows and crops every pass
         self.epoch = -1
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.epoch += 1
+        self.epoch = 0 if self.fixed_epoch else self.epoch + 1
         for stage in self.pipeline.pipeline:
             if isinstance(stage, wds.ResampledShards | wds.detshuffle):
                 stage.epoch = self.epoch - 1  # their __iter__ (in the worker) increments first
@@ -199,7 +201,7 @@ class VideoDataModule(L.LightningDataModule):
             length = per_worker * workers
         loader = wds.WebLoader(pipeline, batch_size=None, collate_fn=_as_is, num_workers=self.num_workers,
                                pin_memory=self.pin_memory)
-        return AccountedLoader(loader, pipeline, length, self.skipped)
+        return AccountedLoader(loader, pipeline, length, self.skipped, fixed_epoch=not random)
 
     def _source(self, shards: list[str], resampled: bool, random: bool, rank: int, world_size: int) -> list[Any]:
         if resampled:

@@ -9,6 +9,7 @@ safetensors only (no pickles), and nothing is fetched: paths are local.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,48 @@ def export_transformer(model: VideoTransformer, path: str | Path) -> Path:
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
     return path
+
+
+SCHEDULER_CONFIG = {  # the release's FlowMatchEulerDiscreteScheduler settings (token-count shift, terminal 0.1)
+    "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": DIFFUSERS_VERSION,
+    "base_image_seq_len": 1024, "base_shift": 0.95, "invert_sigmas": False, "max_image_seq_len": 4096,
+    "max_shift": 2.05, "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": 0.1,
+    "use_beta_sigmas": False, "use_dynamic_shifting": True, "use_exponential_sigmas": False,
+    "use_karras_sigmas": False,
+}
+PIPELINE_INDEX = {
+    "_class_name": "LTXPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "T5EncoderModel"],
+    "tokenizer": ["transformers", "T5TokenizerFast"],
+    "transformer": ["diffusers", TRANSFORMER_CLASS],
+    "vae": ["diffusers", VAE_CLASS],
+}
+
+
+def export_pipeline(vae: VideoAutoencoder, transformer: VideoTransformer, text_encoder_dir: str | Path,
+                    tokenizer_dir: str | Path, path: str | Path) -> Path:
+    """Write a directory that ``diffusers.LTXPipeline.from_pretrained`` loads: our VAE and transformer,
+    the release's scheduler config, and a local T5 text encoder and tokenizer (copied as they are)."""
+    path = Path(path)
+    sources = {"text_encoder": Path(text_encoder_dir), "tokenizer": Path(tokenizer_dir)}
+    for name, source in sources.items():
+        if not (source / ("config.json" if name == "text_encoder" else "tokenizer_config.json")).exists():
+            raise FileNotFoundError(f"{source} is not a saved T5 {name.replace('_', ' ')} directory (save_pretrained)")
+    if transformer.config.caption_channels != _text_encoder_width(sources["text_encoder"]):
+        raise ValueError(f"the transformer expects {transformer.config.caption_channels}-d text features but the "
+                         f"text encoder in {sources['text_encoder']} produces {_text_encoder_width(sources['text_encoder'])}")
+    path.mkdir(parents=True, exist_ok=True)
+    export_vae(vae, path / "vae")
+    export_transformer(transformer, path / "transformer")
+    (path / "scheduler").mkdir(exist_ok=True)
+    (path / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG, indent=2))
+    for name, source in sources.items():
+        shutil.copytree(source, path / name, dirs_exist_ok=True)
+    (path / "model_index.json").write_text(json.dumps(PIPELINE_INDEX, indent=2))
+    return path
+
+
+def _text_encoder_width(directory: Path) -> int:
+    values = json.loads((directory / "config.json").read_text())
+    return int(values.get("d_model") or values.get("hidden_size"))
