@@ -25,6 +25,7 @@ import numpy as np
 from data_pipeline.shards import ShardSample, write_shards
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.video_io import encode_mp4, encode_png
+from ltx.text.tiny import write_tiny_t5
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (240, 220, 40),
@@ -250,12 +251,13 @@ def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path,
 
 
 def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True) -> DemoSummary:
-    """Write the demo sources under ``output/sources``, training shards under ``output/shards`` and the
-    held-out sources (``VALIDATION_SOURCES``) under ``output/val``."""
+    """Write the demo sources under ``output/sources``, training shards under ``output/shards``, the
+    held-out sources (``VALIDATION_SOURCES``) under ``output/val`` and a tiny T5 stand-in text encoder
+    under ``output/text_encoder``."""
     start = time.perf_counter()
     output = Path(output)
     source_dir, shard_dir, val_dir = output / "sources", output / "shards", output / "val"
-    for directory in (source_dir, shard_dir, val_dir):
+    for directory in (source_dir, shard_dir, val_dir, output / "text_encoder"):
         if directory.exists() and overwrite:
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -270,6 +272,7 @@ def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = Tr
     summary.shards = pack_demo_shards(train, source_dir, shard_dir, samples_per_shard)
     summary.val_shards = pack_demo_shards(held_out, source_dir, val_dir, samples_per_shard, prefix="demo-val")
     summary.num_samples = len(train)
+    write_tiny_t5(output / "text_encoder", (word for spec in specs for word in spec.caption.replace(";", " ").split()))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -284,6 +287,7 @@ def format_summary(summary: DemoSummary, output: Path) -> str:
     lines += [f"    {s['name']:<32} {s['kind']:<12} {s['frames']:>4} frames {s['size']:>8}  \"{s['caption']}\"" for s in summary.sources]
     lines.append(f"  {summary.num_samples} training samples in {len(summary.shards)} shards in {output / 'shards'}, "
                  f"{len(VALIDATION_SOURCES)} held-out samples in {output / 'val'} (packed uncurated)")
+    lines.append(f"  a tiny random T5 text encoder over the captions' words in {output / 'text_encoder'}")
     return "\n".join(lines)
 
 

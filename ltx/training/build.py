@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ltx.interop.diffusers import load_vae
+from ltx.interop.diffusers import load_transformer, load_vae
+from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
 
 VAE_SWITCHES = ("uniform_logvar", "noise_injection", "timestep_conditioning")
@@ -48,7 +49,11 @@ def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
 def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoencoder:
     """The VAE of a VAE-stage Lightning checkpoint, rebuilt from the config it holds; with ``use_ema``
     the EMA weights when the checkpoint has them. Loaded with ``weights_only=True`` (no pickles)."""
-    checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no VAE checkpoint at {path}: train one with `make train-vae` (or `make demo`, "
+                                f"which writes outputs/demo/vae_run/checkpoints/last.ckpt), or set the path")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
     if cfg is None or "model" not in cfg or "vae" not in cfg["model"]:
         raise ValueError(f"{path} is not a VAE-stage checkpoint (no cfg.model.vae in its hyper-parameters)")
@@ -61,3 +66,24 @@ def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoenco
             state = {k.removeprefix("module."): v for k, v in ema[0].items() if k.startswith("module.")}
     model.load_state_dict(state, strict=True)
     return model
+
+
+DIT_FIELDS = ("positions", "rope_spacing", "rope_theta", "max_extent")
+
+
+def build_dit(model_cfg: Mapping[str, Any]) -> VideoTransformer:
+    """A DiT from a ``model/dit`` config: ``preset``, ``overrides``, positions / RoPE choices and
+    ``pretrained`` (a local diffusers-layout transformer directory or .safetensors file)."""
+    overrides = dict(model_cfg.get("overrides") or {})
+    overrides.update({name: model_cfg[name] for name in DIT_FIELDS if model_cfg.get(name) is not None})
+    if "max_extent" in overrides:
+        overrides["max_extent"] = tuple(overrides["max_extent"])
+    config = dit_config(model_cfg["preset"], **overrides)
+    pretrained = model_cfg.get("pretrained")
+    if not pretrained:
+        return VideoTransformer(config)
+    path = Path(pretrained).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model.dit.pretrained={pretrained!r} does not exist; give a local diffusers-layout "
+                                f"transformer directory or .safetensors file (nothing is downloaded)")
+    return load_transformer(path, config=None if path.is_dir() else config)

@@ -1,0 +1,44 @@
+"""A tiny, randomly initialised T5 text encoder written locally, for the demo and tests.
+
+Real training points ``text_encoder.kwargs.path`` at the release's T5-XXL; the demo cannot download it,
+so ``make demo`` writes this stand-in: a word-level tokenizer over the demo captions' vocabulary and a
+2-layer T5 encoder (d_model 32). Random weights still give each caption distinct features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+SPECIAL_TOKENS = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+
+
+def write_tiny_t5(directory: str | Path, words: Iterable[str], dim: int = 32, seed: int = 0) -> Path:
+    """Write ``tokenizer/`` and ``text_encoder/`` (the diffusers pipeline layout) under ``directory``.
+
+    Weights depend only on ``seed`` and the vocabulary; the global RNG is left untouched.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    directory = Path(directory)
+    vocab = dict(SPECIAL_TOKENS)
+    for word in sorted({w.lower() for w in words}):
+        vocab.setdefault(word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(  # T5 ends every sequence with </s>
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                extra_ids=0, model_max_length=128)
+    tokenizer.save_pretrained(directory / "tokenizer")
+    config = T5Config(vocab_size=len(vocab), d_model=dim, d_ff=2 * dim, num_layers=2, num_heads=2, d_kv=dim // 2,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=32,
+                      feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = T5EncoderModel(config)
+    model.save_pretrained(directory / "text_encoder")
+    return directory

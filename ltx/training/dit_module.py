@@ -1,0 +1,168 @@
+"""The DiT training stage: rectified flow on VAE latents with per-token-timestep conditioning, text
+dropout for guidance, random token dropping, a deterministic validation loss and EMA weights."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ltx.diffusion.conditioning import (
+    ConditioningConfig,
+    apply_conditioning,
+    drop_text,
+    sample_conditioning_frames,
+)
+from ltx.diffusion.flow import velocity_target
+from ltx.interop.diffusers import export_transformer
+from ltx.losses import WeightedLossTerms
+from ltx.models.dit import VideoTransformer, patchify_latents
+from ltx.models.vae import VideoAutoencoder
+from ltx.positional.coordinates import LatentGrid
+from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
+from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
+
+log = logging.getLogger(__name__)
+TIMESTEP_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def keep_random_tokens(batch: int, tokens: int, keep: int, generator: torch.Generator | None = None,
+                       device: torch.device | None = None) -> torch.Tensor:
+    """`(B, keep)` sorted indices of the tokens each sample keeps (random token dropping)."""
+    scores = torch.rand(batch, tokens, generator=generator, device=device)
+    return scores.topk(keep, dim=1).indices.sort(dim=1).values
+
+
+def gather_tokens(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """`(B, N, ...)` -> `(B, K, ...)` at `(B, K)` indices."""
+    index = indices.view(*indices.shape, *([1] * (values.ndim - 2))).expand(-1, -1, *values.shape[2:])
+    return values.gather(1, index)
+
+
+@TRAINING_STAGES.register("dit")
+class DiTModule(L.LightningModule):
+    """Trains ``VideoTransformer`` from the whole run config (``model.dit``, ``model.vae``,
+    ``text_encoder``, ``loss``, ``dit_training``, ``optimizer``); videos are encoded online by the frozen
+    VAE (its EMA weights when ``vae_checkpoint`` names a VAE-stage checkpoint) and captions by the frozen
+    text encoder. Loss inputs: ``prediction`` = (predicted velocity, target velocity, loss mask)."""
+
+    def __init__(self, cfg: DictConfig | dict[str, Any]):
+        super().__init__()
+        cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.cfg, self.training_cfg = cfg, cfg.dit_training
+        self.transformer: VideoTransformer = build_dit(cfg.model.dit)
+        self.vae = self.build_frozen_vae(cfg)
+        self.text_encoder = TEXT_ENCODERS.build(cfg.text_encoder.name, **dict(cfg.text_encoder.get("kwargs") or {}))
+        self.text_encoder.requires_grad_(False)
+        if self.text_encoder.output_dim != self.transformer.config.caption_channels:
+            raise ValueError(f"text encoder {cfg.text_encoder.name!r} gives {self.text_encoder.output_dim}-d features "
+                             f"but the DiT expects caption_channels={self.transformer.config.caption_channels}")
+        sampler = self.training_cfg.timestep_sampler
+        self.timestep_sampler = TIMESTEP_SAMPLERS.build(sampler.name, **dict(sampler.get("kwargs") or {}))
+        self.conditioning = ConditioningConfig(**dict(self.training_cfg.conditioning))
+        self.losses = WeightedLossTerms(cfg.loss.terms)
+
+    @staticmethod
+    def build_frozen_vae(cfg: DictConfig) -> VideoAutoencoder:
+        vae = vae_from_checkpoint(cfg.vae_checkpoint) if cfg.get("vae_checkpoint") else build_vae(cfg.model.vae)
+        if cfg.model.vae.get("latent_stats"):
+            load_latent_statistics(vae, cfg.model.vae.latent_stats)
+        if not (cfg.get("vae_checkpoint") or cfg.model.vae.get("pretrained")):
+            log.warning("the DiT trains on latents of a randomly initialised VAE: set vae_checkpoint (a VAE-stage "
+                        "checkpoint, e.g. from `make train-vae`) or model.vae.pretrained (released weights)")
+        return vae.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> DiTModule:
+        super().train(mode)
+        self.vae.eval()  # frozen encoders stay in eval mode
+        self.text_encoder.eval()
+        return self
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return instantiate(self.cfg.optimizer)(self.transformer.parameters())
+
+    # ---- inputs ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised VAE means `(B, C, F', H', W')` and text features `(B, L, D)` with mask `(B, L)`."""
+        latents = self.vae.normalize_latents(self.vae.encode(batch["video"]).mean)
+        text, mask = self.text_encoder.encode(list(batch["caption"]))
+        return latents, text.to(latents.dtype), mask
+
+    @torch.no_grad()
+    def null_text(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The empty prompt's features, the unconditional text of classifier-free guidance."""
+        text, mask = self.text_encoder.encode([""])
+        return text.to(device).expand(batch, -1, -1), mask.to(device).expand(batch, -1)
+
+    # ---- training ----------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
+        latents, text, text_mask = self.encode_batch(batch)
+        null_text, null_mask = self.null_text(latents.shape[0], latents.device)
+        text, text_mask, _ = drop_text(text, text_mask, self.training_cfg.text_dropout,
+                                       null_embeddings=null_text, null_mask=null_mask)
+        loss, per_sample, timestep = self.flow_loss(latents, text, text_mask, batch["fps"], conditioned=True,
+                                                    drop_tokens=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=latents.shape[0])
+        for low, high in zip(TIMESTEP_BINS[:-1], TIMESTEP_BINS[1:]):
+            in_bin = (timestep >= low) & (timestep < high) if high < 1 else (timestep >= low)
+            if in_bin.any():
+                self.log(f"train/loss_t{low:.2f}-{high:.2f}", per_sample[in_bin].mean(), batch_size=int(in_bin.sum()))
+        return loss
+
+    def flow_loss(self, latents: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, fps: torch.Tensor,
+                  conditioned: bool, drop_tokens: bool, timestep: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rectified-flow loss: total, per-sample values `(B,)` and the sample timesteps `(B,)`."""
+        batch, _, frames, height, width = latents.shape
+        grid = LatentGrid(frames, height, width)
+        device = latents.device
+        if timestep is None:
+            timestep = self.timestep_sampler.sample(batch, grid.num_tokens, generator=generator, device=device)
+        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+        conditioning_frames = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+        if conditioned:
+            conditioning_frames = sample_conditioning_frames(batch, frames, self.conditioning, generator).to(device)
+        noisy, token_timesteps, loss_mask = apply_conditioning(latents, noise, timestep, conditioning_frames,
+                                                               self.conditioning.conditioning_timestep)
+        target = patchify_latents(velocity_target(latents, noise))  # (B, N, C)
+        tokens = patchify_latents(noisy)  # (B, N, C)
+        token_timesteps = token_timesteps.flatten(1)  # (B, N)
+        token_mask = loss_mask.flatten(2).transpose(1, 2)  # (B, N, 1)
+        coordinates = self.transformer.coordinates(grid, fps.to(device), batch, device)  # (B, N, 3)
+        drop = self.training_cfg.get("max_token_drop", 0.0) if drop_tokens else 0.0
+        if drop > 0:
+            keep = max(1, round(grid.num_tokens * (1 - drop * torch.rand(1, generator=generator).item())))
+            indices = keep_random_tokens(batch, grid.num_tokens, keep, generator, device)
+            tokens, target, coordinates, token_timesteps, token_mask = (
+                gather_tokens(t, indices) for t in (tokens, target, coordinates, token_timesteps, token_mask))
+        prediction = self.transformer.forward_tokens(tokens, coordinates, token_timesteps, text, text_mask)
+        total, _ = self.losses({"prediction": (prediction, target, token_mask)})
+        per_sample_error = ((prediction.detach() - target) ** 2 * token_mask).sum(dim=(1, 2))
+        per_sample = per_sample_error / (token_mask.sum(dim=(1, 2)) * target.shape[-1]).clamp_min(1)
+        return total, per_sample, timestep
+
+    # ---- validation --------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
+        """The loss at fixed timesteps with fixed noise: comparable across validations and runs."""
+        latents, text, text_mask = self.encode_batch(batch)
+        generator = torch.Generator(latents.device).manual_seed(self.training_cfg.validation_seed + batch_index)
+        losses = []
+        for t in self.training_cfg.validation_timesteps:
+            timestep = torch.full((latents.shape[0],), float(t), device=latents.device)
+            loss, _, _ = self.flow_loss(latents, text, text_mask, batch["fps"], conditioned=False, drop_tokens=False,
+                                        timestep=timestep, generator=generator)
+            self.log(f"val/loss_t{float(t):.2f}", loss, batch_size=latents.shape[0])
+            losses.append(loss)
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=latents.shape[0])
+
+    def export_weights(self, model: VideoTransformer, path: Path) -> None:
+        """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""
+        export_transformer(model, path)
+        log.info("exported DiT weights to %s", path)
