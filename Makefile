@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data train-vae train-dit reconstruct latent-stats registry clean
+.PHONY: help venv test lint demo data train-vae train-dit sample reconstruct latent-stats registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ data: $(STAMP) ## Make training shards (until curation lands: the demo sources p
 
 train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
 	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)
+
+sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", IMAGE=path for image-to-video)
+	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(ARGS)
 
 reconstruct: $(STAMP) ## Reconstruct a video through a VAE (ARGS="IN.mp4 OUT.mp4 --checkpoint CKPT")
 	$(PY) -m ltx.cli.reconstruct $(ARGS)

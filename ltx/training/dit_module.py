@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torchvision.utils import save_image
 
 from ltx.diffusion.conditioning import (
     ConditioningConfig,
@@ -26,6 +27,7 @@ from ltx.models.vae import VideoAutoencoder
 from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
 from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
+from ltx.training.samples import SampleSettings, generate, sample_grid, write_video
 
 log = logging.getLogger(__name__)
 TIMESTEP_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -73,7 +75,7 @@ class DiTModule(L.LightningModule):
         vae = vae_from_checkpoint(cfg.vae_checkpoint) if cfg.get("vae_checkpoint") else build_vae(cfg.model.vae)
         if cfg.model.vae.get("latent_stats"):
             load_latent_statistics(vae, cfg.model.vae.latent_stats)
-        if not (cfg.get("vae_checkpoint") or cfg.model.vae.get("pretrained")):
+        if not (cfg.get("vae_checkpoint") or cfg.model.vae.get("pretrained") or cfg.get("weights_from_checkpoint")):
             log.warning("the DiT trains on latents of a randomly initialised VAE: set vae_checkpoint (a VAE-stage "
                         "checkpoint, e.g. from `make train-vae`) or model.vae.pretrained (released weights)")
         return vae.eval().requires_grad_(False)
@@ -161,6 +163,26 @@ class DiTModule(L.LightningModule):
             self.log(f"val/loss_t{float(t):.2f}", loss, batch_size=latents.shape[0])
             losses.append(loss)
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=latents.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        """Every ``dit_training.samples.every_n_validations`` validations, sample the fixed prompts."""
+        samples = self.training_cfg.get("samples")
+        if not samples or not samples.get("prompts") or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        self._validations = getattr(self, "_validations", 0) + 1
+        if (self._validations - 1) % samples.get("every_n_validations", 1):
+            return
+        settings = SampleSettings(**{k: v for k, v in samples.items() if k not in ("prompts", "every_n_validations")})
+        videos = generate(self.transformer, self.vae, self.text_encoder, list(samples.prompts), settings)
+        directory = Path(self.cfg.run_dir) / "samples"
+        for index, video in enumerate(videos):
+            write_video(video, directory / f"step_{self.global_step:07d}_prompt{index}.mp4", settings.fps)
+        grid = sample_grid(videos)
+        save_image(grid, directory / f"step_{self.global_step:07d}.png")
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):
+                experiment.add_image("samples", grid, self.global_step)
 
     def export_weights(self, model: VideoTransformer, path: Path) -> None:
         """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""

@@ -1,0 +1,93 @@
+"""Generate a video from a DiT-stage checkpoint: text-to-video, or image-to-video with ``image=``.
+
+``python -m ltx.cli.sample prompt="a red circle ..." [image=frame.png] [checkpoint=...]`` (``make sample``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ltx.cli.train import CONFIG_DIR
+from ltx.data.buckets import Bucket
+from ltx.data.transforms import resize_and_crop
+from ltx.data.video_io import decode_frames, decode_png
+from ltx.sampling import image_conditioning
+from ltx.training.dit_module import DiTModule
+from ltx.training.samples import SampleSettings, generate, write_video
+
+
+def latest_checkpoint(runs_dir: str | Path) -> Path:
+    """The newest ``last.ckpt`` of a DiT run under ``runs_dir``."""
+    candidates = sorted(Path(runs_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    candidates = [path for path in candidates if _stage(path) == "dit"]
+    if not candidates:
+        raise FileNotFoundError(f"no DiT checkpoint under {runs_dir}: train one with `make train-dit` "
+                                f"(after `make demo` or `make train-vae`), or pass checkpoint=PATH")
+    return candidates[-1]
+
+
+def _stage(path: Path) -> str | None:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return checkpoint.get("hyper_parameters", {}).get("cfg", {}).get("stage")
+
+
+def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
+    """A DiTModule with the checkpoint's weights (the DiT's EMA weights with ``use_ema``), its frozen VAE and
+    text encoder restored from the checkpoint itself (no VAE checkpoint needed)."""
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    cfg = OmegaConf.create(checkpoint["hyper_parameters"]["cfg"])
+    if cfg.get("stage") != "dit":
+        raise ValueError(f"{path} is a {cfg.get('stage')!r}-stage checkpoint, not a DiT one")
+    cfg.vae_checkpoint = None
+    cfg.model.vae.pretrained = None
+    cfg.model.vae.latent_stats = None
+    cfg.model.dit.pretrained = None
+    cfg.weights_from_checkpoint = True  # every weight, the frozen VAE's included, comes from the state dict
+    module = DiTModule(cfg)
+    module.load_state_dict(checkpoint["state_dict"], strict=True)
+    ema = [s["ema"] for name, s in checkpoint.get("callbacks", {}).items() if "EMACallback" in name and "ema" in s]
+    if use_ema and ema:
+        state = {k.removeprefix("module."): v for k, v in ema[0].items() if k.startswith("module.")}
+        module.transformer.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
+    """An image file (or a video's first frame) as `(1, 3, H, W)` in [-1, 1], resized and centre-cropped."""
+    data = Path(path).read_bytes()
+    pixels = decode_frames(data, [0])[0] if str(path).lower().endswith((".mp4", ".mov", ".mkv", ".webm")) \
+        else decode_png(data)
+    return resize_and_crop(np.asarray(pixels)[None], Bucket(1, height, width), rng=None)[:, 0][None]
+
+
+def run(cfg: DictConfig) -> Path:
+    checkpoint = latest_checkpoint(cfg.runs_dir) if cfg.checkpoint == "latest" else Path(cfg.checkpoint)
+    module = load_dit_module(checkpoint, cfg.use_ema)
+    settings = SampleSettings(frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps,
+                              num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, sampler=cfg.sampler,
+                              decode_timestep=cfg.decode_timestep, renoise_scale=cfg.renoise_scale, seed=cfg.seed)
+    conditioning = None
+    if cfg.image:
+        image = read_image(cfg.image, cfg.height, cfg.width)  # (1, 3, H, W)
+        latent_frames = 1 + (cfg.frames - 1) // 8
+        conditioning = image_conditioning(module.vae, image, latent_frames, noise_scale=cfg.image_noise_scale)
+    video = generate(module.transformer, module.vae, module.text_encoder, [cfg.prompt], settings,
+                     cfg.negative_prompt, conditioning)[0]
+    output = write_video(video, Path(cfg.output), cfg.fps)
+    mode = "image-to-video" if cfg.image else "text-to-video"
+    print(f"{mode} sample from {checkpoint} ({settings.num_steps} steps, guidance {settings.guidance_scale}) -> {output}")
+    return output
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="sample", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
