@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data train-vae train-dit sample reconstruct latent-stats registry clean
+.PHONY: help venv test lint demo data latents train-vae train-dit sample reconstruct latent-stats registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,13 +29,21 @@ test: $(STAMP) ## Lint, then run the test suite
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests
 
-demo: $(STAMP) ## Run the system end to end on the embedded demo data (CPU, about a minute)
+demo: $(STAMP) ## Run the system end to end on the demo data: data, VAE, latents, DiT, samples (CPU, ~3 min)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
 	$(PY) -m ltx.data.inspect $(DEMO_DIR)/shards --batches 6
 	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo run_dir=$(DEMO_DIR)/vae_run
 	$(PY) -m ltx.cli.reconstruct $(DEMO_DIR)/sources/red_circle_stripes.mp4 $(DEMO_DIR)/reconstruction.mp4 \
 		--checkpoint $(DEMO_DIR)/vae_run/checkpoints/last.ckpt --frames 17 --side-by-side
-	@echo "demo outputs in $(DEMO_DIR): shards/, val/, vae_run/ (checkpoints, previews, csv), reconstruction.mp4"
+	$(PY) -m ltx.cli.precompute vae_checkpoint=$(DEMO_DIR)/vae_run/checkpoints/last.ckpt output=$(DEMO_DIR)/latents
+	$(PY) -m ltx.cli.train --config-name train_dit experiment=dit_demo run_dir=$(DEMO_DIR)/dit_run \
+		vae_checkpoint=$(DEMO_DIR)/vae_run/checkpoints/last.ckpt data.train_shards=$(DEMO_DIR)/latents/train \
+		data.val_shards=$(DEMO_DIR)/latents/val
+	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample.mp4 num_steps=10
+	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample_i2v.mp4 \
+		num_steps=10 image=$(DEMO_DIR)/sources/image_red_square.png
+	@echo "demo outputs in $(DEMO_DIR): shards/ val/ (data), vae_run/ (VAE: checkpoints, previews, csv),"
+	@echo "  reconstruction.mp4, latents/, dit_run/ (DiT: checkpoints, samples, csv), sample.mp4, sample_i2v.mp4"
 
 data: $(STAMP) ## Make training shards (until curation lands: the demo sources packed uncurated)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
@@ -52,8 +60,12 @@ reconstruct: $(STAMP) ## Reconstruct a video through a VAE (ARGS="IN.mp4 OUT.mp4
 latent-stats: $(STAMP) ## Per-channel latent statistics over shards (ARGS="checkpoint=CKPT output=FILE")
 	$(PY) -m ltx.cli.latent_stats $(ARGS)
 
-train-dit: $(STAMP) ## Train the DiT (Hydra overrides via ARGS="...")
-	$(PY) -m ltx.cli.train --config-name train_dit $(ARGS)
+latents: $(STAMP) ## Precompute latent shards for DiT training (ARGS: Hydra overrides of conf/precompute.yaml)
+	$(PY) -m ltx.cli.precompute $(ARGS)
+
+train-dit: $(STAMP) ## Train the DiT (no ARGS: precompute demo latents, then ~3 min on CPU; else Hydra overrides)
+	$(if $(ARGS),,$(PY) -m ltx.cli.precompute)
+	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),data=latents)
 
 registry: $(STAMP) ## Print every registry and its entries
 	$(PY) -m ltx.registry

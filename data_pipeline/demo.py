@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipeline.shards import ShardSample, write_shards
 from ltx.data.schema import ClipMetadata, CropBox
+from ltx.data.shards import ShardSample, write_shards
 from ltx.data.video_io import encode_mp4, encode_png
 from ltx.text.tiny import write_tiny_t5
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import moving_square_frames
 
 from data_pipeline.demo import generate_demo
-from data_pipeline.shards import ShardSample, write_shard
+from ltx.data.shards import ShardSample, write_shard
 from ltx.data.video_io import encode_mp4
 
 

@@ -8,9 +8,9 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from data_pipeline.shards import ShardSample
 from ltx.cli.train import CONFIG_DIR
 from ltx.data.schema import ClipMetadata, CropBox
+from ltx.data.shards import ShardSample
 from ltx.data.video_io import encode_mp4, encode_png
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import time
 
 from helpers import REPO_ROOT
 
-USER_TARGETS = ("venv", "test", "lint", "demo", "data", "train-vae", "train-dit", "reconstruct", "latent-stats", "registry")
+USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "reconstruct",
+                "latent-stats", "registry")
 
 
 def make(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:

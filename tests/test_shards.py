@@ -8,7 +8,7 @@ import tarfile
 import pytest
 from helpers import clip_metadata, video_sample
 
-from data_pipeline.shards import ShardSample, is_complete, stats_path, write_shard, write_shards
+from ltx.data.shards import ShardSample, is_complete, stats_path, write_shard, write_shards
 
 
 def test_write_shards_splits_by_count_and_marks_done(tmp_path):

@@ -6,6 +6,7 @@ import glob
 import logging
 import math
 import os
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
@@ -85,7 +86,7 @@ class AccountedLoader:
         skipped_before = sum(self.skipped.values())
         for batch in self.loader:
             self.skipped.update(batch.pop("stats"))
-            if batch["video"] is not None:
+            if not batch.get("stats_only"):
                 yield batch
         newly_skipped = sum(self.skipped.values()) - skipped_before
         if newly_skipped:
@@ -97,11 +98,9 @@ class AccountedLoader:
         return self.length
 
 
-class VideoDataModule(L.LightningDataModule):
-    """Bucketed video + image batches from WebDataset shards.
-
-    Batches are dicts: ``video`` `(B, 3, F, H, W)` in [-1, 1], ``fps`` `(B,)`, ``caption``, ``key``,
-    ``url``, ``metadata`` (lists), ``bucket`` (F, H, W). Every batch holds one bucket.
+class ShardDataModule(L.LightningDataModule, ABC):
+    """Batches from WebDataset shards, split by rank and worker; subclasses say how samples become batch
+    items (``sample_stages``).
 
     Two ways to read shards:
       - ``resampled=True`` (training): each worker draws shards with replacement, seeded by (seed,
@@ -109,27 +108,19 @@ class VideoDataModule(L.LightningDataModule):
         for another at the end of an epoch, whatever the shard sizes.
       - ``resampled=False`` (evaluation, accounting): shards are shuffled per epoch with a seed shared by
         all ranks, split by rank, then by worker: every shard is read exactly once per epoch.
-
-    All shapes and counts are checked here, at start-up: bucket frames of the form 8k+1, sizes
-    multiples of 32, positive sizes and counts.
     """
 
     def __init__(
         self,
         train_shards: str | Sequence[str],
-        buckets: Sequence[Sequence[int]],
         batch_size: int,
-        target_fps: float = 24.0,
         val_shards: str | Sequence[str] | None = None,
         resampled: bool = True,
         batches_per_epoch: int = 100,
         shuffle_shards: bool = True,
         shuffle_buffer: int = 64,
         num_workers: int = 2,
-        random_crop: bool = True,
-        aspect_tolerance: float = 0.15,
         drop_last: bool = True,
-        filters: Mapping[str, Any] | None = None,
         max_consecutive_failures: int = 200,
         max_consecutive_skips: int = 10_000,
         pin_memory: bool = False,
@@ -138,30 +129,25 @@ class VideoDataModule(L.LightningDataModule):
         world_size: int | None = None,
     ):
         super().__init__()
-        self.buckets = parse_buckets(buckets)
         for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch),
                             ("max_consecutive_failures", max_consecutive_failures),
                             ("max_consecutive_skips", max_consecutive_skips)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
-        if not target_fps > 0:
-            raise ValueError(f"data.target_fps must be positive, got {target_fps!r}")
         if num_workers < 0 or shuffle_buffer < 0:
             raise ValueError("data.num_workers and data.shuffle_buffer must be >= 0")
-        try:
-            self.metadata_filter = MetadataFilter(**dict(filters or {}))
-        except TypeError as error:
-            valid = ", ".join(MetadataFilter.__dataclass_fields__)
-            raise ValueError(f"data.filters: {error}; valid filters: {valid}") from None
         self.train_shards, self.val_shards = train_shards, val_shards
-        self.batch_size, self.target_fps, self.resampled = batch_size, float(target_fps), resampled
+        self.batch_size, self.resampled = batch_size, resampled
         self.batches_per_epoch, self.shuffle_shards, self.shuffle_buffer = batches_per_epoch, shuffle_shards, shuffle_buffer
-        self.num_workers, self.random_crop, self.aspect_tolerance = num_workers, random_crop, aspect_tolerance
-        self.drop_last, self.max_consecutive_failures = drop_last, max_consecutive_failures
-        self.max_consecutive_skips = max_consecutive_skips
+        self.num_workers, self.drop_last = num_workers, drop_last
+        self.max_consecutive_failures, self.max_consecutive_skips = max_consecutive_failures, max_consecutive_skips
         self.pin_memory, self.seed = pin_memory, seed
         self._rank, self._world_size = rank, world_size
         self.skipped: Counter[str] = Counter()
+
+    @abstractmethod
+    def sample_stages(self, random: bool, rank: int) -> list[Any]:
+        """Stages turning raw tar samples into batch items (or ``Skip``s), before bucket batching."""
 
     # ranks come from the trainer when there is one, else from the constructor, else single-process
     @property
@@ -215,9 +201,36 @@ class VideoDataModule(L.LightningDataModule):
         stages: list[Any] = [wds.tarfile_to_samples(handler=wds.warn_and_continue)]
         if random and self.shuffle_buffer > 1:
             stages.append(wds.detshuffle(self.shuffle_buffer, initial=self.shuffle_buffer // 2, seed=wds.utils.make_seed(self.seed, rank)))
-        stages += [
+        return [*stages, *self.sample_stages(random, rank),
+                BatchByBucket(self.batch_size, self.drop_last and resampled, self.max_consecutive_failures,
+                              self.max_consecutive_skips)]
+
+
+class VideoDataModule(ShardDataModule):
+    """Bucketed video + image batches from shards of the shard schema (data_pipeline/README.md).
+
+    Batches are dicts: ``video`` `(B, 3, F, H, W)` in [-1, 1], ``fps`` `(B,)`, ``caption``, ``key``,
+    ``url``, ``metadata`` (lists), ``bucket`` (F, H, W). Every batch holds one bucket. See
+    ``ShardDataModule`` for the two reading modes. All shapes and counts are checked here, at
+    start-up: bucket frames of the form 8k+1, sizes multiples of 32, positive sizes and counts.
+    """
+
+    def __init__(self, train_shards: str | Sequence[str], buckets: Sequence[Sequence[int]], batch_size: int,
+                 target_fps: float = 24.0, random_crop: bool = True, aspect_tolerance: float = 0.15,
+                 filters: Mapping[str, Any] | None = None, **shard_options: Any):
+        super().__init__(train_shards, batch_size, **shard_options)
+        self.buckets = parse_buckets(buckets)
+        if not target_fps > 0:
+            raise ValueError(f"data.target_fps must be positive, got {target_fps!r}")
+        try:
+            self.metadata_filter = MetadataFilter(**dict(filters or {}))
+        except TypeError as error:
+            valid = ", ".join(MetadataFilter.__dataclass_fields__)
+            raise ValueError(f"data.filters: {error}; valid filters: {valid}") from None
+        self.target_fps, self.random_crop, self.aspect_tolerance = float(target_fps), random_crop, aspect_tolerance
+
+    def sample_stages(self, random: bool, rank: int) -> list[Any]:
+        return [
             AssignBuckets(self.buckets, self.target_fps, self.metadata_filter, self.aspect_tolerance, self.seed, rank),
             DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank),
-            BatchByBucket(self.batch_size, self.drop_last and resampled, self.max_consecutive_failures, self.max_consecutive_skips),
         ]
-        return stages

@@ -102,17 +102,17 @@ class AssignBuckets(_EpochSeeded):
             try:
                 meta = ClipMetadata.from_json(sample["json"])
             except KeyError:
-                yield _skip("missing_metadata", key, url, "sample has no .json")
+                yield skip_with_warning("missing_metadata", key, url, "sample has no .json")
                 continue
             except SchemaError as error:
-                yield _skip("invalid_metadata", key, url, str(error))
+                yield skip_with_warning("invalid_metadata", key, url, str(error))
                 continue
             media = VIDEO_EXTENSION if VIDEO_EXTENSION in sample else IMAGE_EXTENSION if IMAGE_EXTENSION in sample else None
             if media is None:
-                yield _skip("missing_media", key, url, f"sample has neither .{VIDEO_EXTENSION} nor .{IMAGE_EXTENSION}")
+                yield skip_with_warning("missing_media", key, url, f"sample has neither .{VIDEO_EXTENSION} nor .{IMAGE_EXTENSION}")
                 continue
             if "txt" not in sample:
-                yield _skip("missing_caption", key, url, "sample has no .txt")
+                yield skip_with_warning("missing_caption", key, url, "sample has no .txt")
                 continue
             rejection = self.metadata_filter.rejection(meta)
             if rejection is not None:
@@ -144,7 +144,7 @@ class DecodeSamples(_EpochSeeded):
             try:
                 yield self._decode(sample, rng)
             except (VideoDecodeError, ValueError, UnicodeDecodeError) as error:
-                yield _skip("decode_error", sample["key"], sample["url"], f"{type(error).__name__}: {error}")
+                yield skip_with_warning("decode_error", sample["key"], sample["url"], f"{type(error).__name__}: {error}")
 
     def _decode(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         meta, bucket = sample["meta"], sample["bucket"]
@@ -167,7 +167,7 @@ class BatchByBucket:
 
     A batch is emitted when its bucket holds ``batch_size`` samples; at the end of the stream partial
     batches are emitted unless ``drop_last``. When skips remain uncounted at the end, a batch with
-    ``video=None`` carries them (the loader consumes it). Raises RuntimeError after
+    ``stats_only=True`` carries them (the loader consumes it). Raises RuntimeError after
     ``max_consecutive_failures`` unusable samples (decode or metadata errors) in a row, or
     ``max_consecutive_skips`` skipped samples of any kind in a row (filters, no fitting bucket): a
     resampled dataset that never yields a batch must fail with the reasons, not spin forever.
@@ -213,23 +213,29 @@ class BatchByBucket:
                 yield collate(group, skipped)
                 skipped = Counter()
         if skipped:
-            yield {"video": None, "stats": dict(skipped)}
+            yield {"stats_only": True, "stats": dict(skipped)}
 
 
 def collate(samples: list[dict[str, Any]], skipped: Counter[str]) -> dict[str, Any]:
-    """Stack samples of one bucket: video `(B, 3, F, H, W)`, fps `(B,)`, lists for the rest."""
-    return {
-        "video": torch.stack([s["video"] for s in samples]),  # (B, 3, F, H, W)
-        "fps": torch.tensor([s["fps"] for s in samples], dtype=torch.float32),  # (B,)
-        "caption": [s["caption"] for s in samples],
-        "key": [s["key"] for s in samples],
-        "url": [s["url"] for s in samples],
-        "metadata": [s["metadata"] for s in samples],
-        "bucket": samples[0]["bucket"].as_tuple(),
-        "stats": dict(skipped),
-    }
+    """Stack samples of one bucket: tensors stacked (video `(B, 3, F, H, W)`, latents ...), fps `(B,)`,
+    lists for the rest, the bucket as a tuple."""
+    batch: dict[str, Any] = {}
+    for name, first in samples[0].items():
+        if name == "bucket":
+            continue
+        values = [sample[name] for sample in samples]
+        if isinstance(first, torch.Tensor):
+            batch[name] = torch.stack(values)  # (B, ...)
+        elif name == "fps":
+            batch[name] = torch.tensor(values, dtype=torch.float32)  # (B,)
+        else:
+            batch[name] = values
+    bucket = samples[0]["bucket"]
+    batch["bucket"] = bucket.as_tuple() if isinstance(bucket, Bucket) else tuple(bucket)
+    batch["stats"] = dict(skipped)
+    return batch
 
 
-def _skip(reason: str, key: str, url: str, detail: str) -> Skip:
+def skip_with_warning(reason: str, key: str, url: str, detail: str) -> Skip:
     log.warning("skipping sample %r in %s (%s): %s", key, url, reason, detail)
     return Skip(reason, key, url, detail)

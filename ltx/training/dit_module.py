@@ -92,7 +92,10 @@ class DiTModule(L.LightningModule):
     # ---- inputs ----------------------------------------------------------------------------
     @torch.no_grad()
     def encode_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised VAE means `(B, C, F', H', W')` and text features `(B, L, D)` with mask `(B, L)`."""
+        """Normalised VAE means `(B, C, F', H', W')` and text features `(B, L, D)` with mask `(B, L)`:
+        precomputed in latent batches (``ltx.cli.precompute``), else encoded here."""
+        if "latents" in batch:
+            return batch["latents"], batch["text"], batch["text_mask"]
         latents = self.vae.normalize_latents(self.vae.encode(batch["video"]).mean)
         text, mask = self.text_encoder.encode(list(batch["caption"]))
         return latents, text.to(latents.dtype), mask

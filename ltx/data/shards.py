@@ -1,5 +1,7 @@
-"""Writing shards of the schema: tar written under a temporary name, renamed when closed, then a
-per-shard stats JSON written last as the done-marker (a shard without one is incomplete)."""
+"""Writing WebDataset shards: tar written under a temporary name, renamed when closed, then a per-shard
+stats JSON written last as the done-marker (a shard without one is incomplete). Samples are media
+samples of the shard schema (``ShardSample``) or anything with ``key``, ``check()`` and ``record()``
+(e.g. precomputed latents)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ class ShardSample:
             raise ValueError(f"sample {self.key}: media must be .{VIDEO_EXTENSION} or .{IMAGE_EXTENSION}, got .{self.extension}")
         ClipMetadata.from_dict(self.metadata.to_dict())  # re-validate what will be written
 
+    def record(self) -> dict[str, str | bytes]:
+        """The tar members of this sample, by extension."""
+        return {self.extension: self.media, "txt": self.caption, "json": self.metadata.to_json()}
+
 
 @dataclass
 class ShardStats:
@@ -54,7 +60,7 @@ def is_complete(shard_path: Path) -> bool:
     return shard_path.exists() and stats_path(shard_path).exists()
 
 
-def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:
+def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:  # or any sample with check / record
     """Write ``samples`` into the tar ``path`` atomically and write its stats JSON after it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,14 +70,10 @@ def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:
         with wds.TarWriter(str(temporary)) as writer:
             for sample in samples:
                 sample.check()
-                writer.write({
-                    "__key__": sample.key,
-                    sample.extension: sample.media,
-                    "txt": sample.caption,
-                    "json": sample.metadata.to_json(),
-                })
+                record = sample.record()
+                writer.write({"__key__": sample.key, **record})
                 stats.num_samples += 1
-                stats.num_bytes += len(sample.media)
+                stats.num_bytes += sum(len(value) for value in record.values())
                 stats.keys.append(sample.key)
     except BaseException:
         temporary.unlink(missing_ok=True)
