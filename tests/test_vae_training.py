@@ -19,6 +19,7 @@ from ltx.cli.train import run_training
 from ltx.data.video_io import probe_video
 from ltx.training.build import build_vae, vae_from_checkpoint
 from ltx.training.ema import EMACallback, WarmupEMA, warmup_ema_decay
+from ltx.training.previews import log_image
 from ltx.training.vae_module import VAEModule, decoder_timesteps, noise_latents
 
 
@@ -184,3 +185,22 @@ def test_ema_warms_up_then_keeps_its_decay():
     assert warmup_ema_decay(0.99, 0) == pytest.approx(0.1) and warmup_ema_decay(0.99, 10_000) == 0.99
     with pytest.raises(ValueError, match="decay must be in"):
         EMACallback("net", decay=1.0)
+
+
+def test_images_go_to_loggers_that_take_them():
+    class Experiment:
+        def __init__(self):
+            self.images = []
+
+        def add_image(self, tag, image, step):
+            self.images.append((tag, tuple(image.shape), step))
+
+    class ImageLogger:
+        experiment = Experiment()
+
+    class CsvLikeLogger:
+        experiment = object()
+
+    image_logger = ImageLogger()
+    log_image([image_logger, CsvLikeLogger()], "val/reconstruction", torch.zeros(3, 8, 8), 7)
+    assert image_logger.experiment.images == [("val/reconstruction", (3, 8, 8), 7)]

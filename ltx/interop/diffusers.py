@@ -96,18 +96,33 @@ def load_state_dict_strictly(model: torch.nn.Module, state: dict[str, torch.Tens
                          f"({len(result.unexpected_keys)} in all)")
 
 
+def read_diffusers_config(path: Path, class_name: str) -> dict[str, Any]:
+    """The config.json of a diffusers-layout model directory, checked to describe ``class_name``."""
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{path} has no config.json: not a diffusers-layout model directory")
+    values = json.loads(config_path.read_text())
+    if values.get("_class_name", class_name) != class_name:
+        raise ValueError(f"{config_path} describes a {values['_class_name']}, not an {class_name}")
+    return values
+
+
+def write_diffusers_model(model: torch.nn.Module, config: dict[str, Any], class_name: str, path: Path) -> Path:
+    """``config.json`` (with ``_class_name``) and safetensors weights: a diffusers model directory."""
+    path.mkdir(parents=True, exist_ok=True)
+    values = {"_class_name": class_name, "_diffusers_version": DIFFUSERS_VERSION, **config}
+    (path / "config.json").write_text(json.dumps(values, indent=2))
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    return path
+
+
 def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoencoder:
     """Our VAE from a diffusers-layout directory (its config.json decides the architecture), or from a
     ``.safetensors`` file with diffusers / our names and an explicit ``config``."""
     path = Path(path)
     if path.is_dir():
-        config_path = path / "config.json"
-        if not config_path.exists():
-            raise FileNotFoundError(f"{path} has no config.json: not a diffusers-layout model directory")
-        values = json.loads(config_path.read_text())
-        if values.get("_class_name", VAE_CLASS) != VAE_CLASS:
-            raise ValueError(f"{config_path} describes a {values['_class_name']}, not an {VAE_CLASS}")
-        config = vae_config_from_diffusers(values)
+        config = vae_config_from_diffusers(read_diffusers_config(path, VAE_CLASS))
     elif config is None:
         raise ValueError(f"{path} is a single weights file: pass the VAE config (preset) it was trained with")
     model = VideoAutoencoder(config)
@@ -117,13 +132,7 @@ def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoenco
 
 def export_vae(model: VideoAutoencoder, path: str | Path) -> Path:
     """Write ``model`` as a directory that ``diffusers.AutoencoderKLLTXVideo.from_pretrained`` loads."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    config = {"_class_name": VAE_CLASS, "_diffusers_version": DIFFUSERS_VERSION, **vae_config_to_diffusers(model.config)}
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
-    return path
+    return write_diffusers_model(model, vae_config_to_diffusers(model.config), VAE_CLASS, Path(path))
 
 
 def transformer_config_to_diffusers(config: DiTConfig) -> dict[str, Any]:
@@ -157,13 +166,7 @@ def load_transformer(path: str | Path, config: DiTConfig | None = None) -> Video
     """Our DiT from a diffusers-layout directory, or from a ``.safetensors`` file and its ``config``."""
     path = Path(path)
     if path.is_dir():
-        config_path = path / "config.json"
-        if not config_path.exists():
-            raise FileNotFoundError(f"{path} has no config.json: not a diffusers-layout model directory")
-        values = json.loads(config_path.read_text())
-        if values.get("_class_name", TRANSFORMER_CLASS) != TRANSFORMER_CLASS:
-            raise ValueError(f"{config_path} describes a {values['_class_name']}, not an {TRANSFORMER_CLASS}")
-        config = transformer_config_from_diffusers(values)
+        config = transformer_config_from_diffusers(read_diffusers_config(path, TRANSFORMER_CLASS))
     elif config is None:
         raise ValueError(f"{path} is a single weights file: pass the DiT config (preset) it was trained with")
     model = VideoTransformer(config)
@@ -173,14 +176,7 @@ def load_transformer(path: str | Path, config: DiTConfig | None = None) -> Video
 
 def export_transformer(model: VideoTransformer, path: str | Path) -> Path:
     """Write ``model`` as a directory that ``diffusers.LTXVideoTransformer3DModel.from_pretrained`` loads."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    config = {"_class_name": TRANSFORMER_CLASS, "_diffusers_version": DIFFUSERS_VERSION,
-              **transformer_config_to_diffusers(model.config)}
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
-    return path
+    return write_diffusers_model(model, transformer_config_to_diffusers(model.config), TRANSFORMER_CLASS, Path(path))
 
 
 SCHEDULER_CONFIG = {  # the release's FlowMatchEulerDiscreteScheduler settings (token-count shift, terminal 0.1)

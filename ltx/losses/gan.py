@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,7 +56,7 @@ def frozen_parameters(module: nn.Module) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
-class GANObjective(nn.Module):
+class GANObjective(nn.Module, ABC):
     """Shared interface of the GAN objectives: discriminator and generator losses given a discriminator.
 
     ``discriminator_loss`` detaches ``fake`` so only the discriminator learns from it;
@@ -79,6 +80,7 @@ class GANObjective(nn.Module):
         """How many input channels the discriminator needs for videos with ``image_channels`` channels."""
         return self.channel_multiplier * image_channels
 
+    @abstractmethod
     def scores(
         self,
         discriminator: nn.Module,
@@ -87,7 +89,6 @@ class GANObjective(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The discriminator's scores (high = "original") for the real and for the fake inputs."""
-        raise NotImplementedError
 
     def discriminator_loss(
         self,

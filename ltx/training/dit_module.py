@@ -27,6 +27,7 @@ from ltx.models.vae import VideoAutoencoder
 from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
 from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
+from ltx.training.previews import log_image
 from ltx.training.samples import SampleSettings, generate, sample_grid, write_video
 
 log = logging.getLogger(__name__)
@@ -182,10 +183,7 @@ class DiTModule(L.LightningModule):
             write_video(video, directory / f"step_{self.global_step:07d}_prompt{index}.mp4", settings.fps)
         grid = sample_grid(videos)
         save_image(grid, directory / f"step_{self.global_step:07d}.png")
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("samples", grid, self.global_step)
+        log_image(self.loggers, "samples", grid, self.global_step)
 
     def export_weights(self, model: VideoTransformer, path: Path) -> None:
         """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""

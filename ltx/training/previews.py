@@ -44,3 +44,11 @@ def write_previews(original: torch.Tensor, reconstruction: torch.Tensor, directo
     grid = frame_grid(original, reconstruction)
     save_image(grid, png_path)
     return mp4_path, png_path, grid
+
+
+def log_image(loggers: list, tag: str, image: torch.Tensor, step: int) -> None:
+    """Log a `(3, H, W)` image in [0, 1] to every logger that takes images (TensorBoard)."""
+    for logger in loggers:
+        experiment = getattr(logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            experiment.add_image(tag, image, step)

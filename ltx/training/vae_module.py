@@ -21,7 +21,7 @@ from ltx.losses.gan import adaptive_gan_weight
 from ltx.models.vae import VideoAutoencoder
 from ltx.registry import DISCRIMINATORS, LOSSES, TRAINING_STAGES
 from ltx.training.build import build_vae
-from ltx.training.previews import write_previews
+from ltx.training.previews import log_image, write_previews
 
 log = logging.getLogger(__name__)
 # Lightning warns that checkpoints of manually optimised modules hold the post-step weights, with a
@@ -171,10 +171,7 @@ class VAEModule(L.LightningModule):
         count = self.training_cfg.get("num_preview_samples", 2)
         directory = Path(self.cfg.run_dir) / "previews"
         _, _, grid = write_previews(video[:count], reconstruction[:count], directory, f"step_{self.global_step:07d}")
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("val/reconstruction", grid, self.global_step)
+        log_image(self.loggers, "val/reconstruction", grid, self.global_step)
 
     def export_weights(self, model: VideoAutoencoder, path: Path) -> None:
         """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""
