@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from ltx.cli.train import CONFIG_DIR, build_callbacks, build_loggers
-from ltx.data.datamodule import VideoDataModule
+from ltx.data.datamodule import ShardDataModule
 from ltx.losses import WeightedLossTerms
 
 PRIMARY_CONFIGS = ("train_vae", "train_dit")
@@ -53,7 +53,7 @@ def test_every_group_option_composes_and_instantiates(group, option, demo_dir, t
 def instantiate_all(cfg) -> None:
     """Instantiate every part a training run builds from the config, except the stage's own model."""
     datamodule = instantiate(cfg.data)
-    assert isinstance(datamodule, VideoDataModule)
+    assert isinstance(datamodule, ShardDataModule)
     loggers, callbacks = build_loggers(cfg), build_callbacks(cfg)
     assert loggers and all(isinstance(logger, Logger) for logger in loggers)
     assert all(isinstance(callback, L.Callback) for callback in callbacks)

@@ -60,8 +60,9 @@ def is_complete(shard_path: Path) -> bool:
     return shard_path.exists() and stats_path(shard_path).exists()
 
 
-def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:  # or any sample with check / record
-    """Write ``samples`` into the tar ``path`` atomically and write its stats JSON after it."""
+def write_shard(path: Path, samples: Iterable[ShardSample], extra_stats: dict | None = None) -> ShardStats:
+    """Write ``samples`` (``ShardSample`` or any sample with ``key``, ``check()``, ``record()``) into the tar
+    ``path`` atomically and write its stats JSON after it, with ``extra_stats`` merged in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
@@ -80,7 +81,7 @@ def write_shard(path: Path, samples: Iterable[ShardSample]) -> ShardStats:  # or
         raise
     os.replace(temporary, path)
     stats_file = stats_path(path)
-    stats_file.with_name(stats_file.name + ".tmp").write_text(json.dumps(stats.__dict__, indent=2))
+    stats_file.with_name(stats_file.name + ".tmp").write_text(json.dumps({**stats.__dict__, **(extra_stats or {})}, indent=2))
     os.replace(stats_file.with_name(stats_file.name + ".tmp"), stats_file)
     return stats
 
