@@ -29,9 +29,10 @@ test: $(STAMP) ## Lint, then run the test suite
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests
 
-demo: $(STAMP) ## Run the system end to end on the demo data: data, VAE, latents, DiT, samples (CPU, ~3 min)
+demo: $(STAMP) ## Run the system end to end on the demo data: curation, VAE, latents, DiT, samples (CPU, ~5 min)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
-	$(PY) -m ltx.data.inspect $(DEMO_DIR)/shards --batches 6
+	$(PY) -m data_pipeline input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated
+	$(PY) -m ltx.data.inspect $(DEMO_DIR)/curated/shards --batches 6
 	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo run_dir=$(DEMO_DIR)/vae_run
 	$(PY) -m ltx.cli.reconstruct $(DEMO_DIR)/sources/red_circle_stripes.mp4 $(DEMO_DIR)/reconstruction.mp4 \
 		--checkpoint $(DEMO_DIR)/vae_run/checkpoints/last.ckpt --frames 17 --side-by-side
@@ -42,11 +43,13 @@ demo: $(STAMP) ## Run the system end to end on the demo data: data, VAE, latents
 	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample.mp4 num_steps=10
 	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample_i2v.mp4 \
 		num_steps=10 image=$(DEMO_DIR)/sources/image_red_square.png
-	@echo "demo outputs in $(DEMO_DIR): shards/ val/ (data), vae_run/ (VAE: checkpoints, previews, csv),"
+	@echo "demo outputs in $(DEMO_DIR): sources/, curated/ (shards, report.json, rejects.jsonl), val/,"
+	@echo "  vae_run/ (VAE: checkpoints, previews, csv),"
 	@echo "  reconstruction.mp4, latents/, dit_run/ (DiT: checkpoints, samples, csv), sample.mp4, sample_i2v.mp4"
 
-data: $(STAMP) ## Make training shards (until curation lands: the demo sources packed uncurated)
-	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
+data: $(STAMP) ## Curate raw videos into shards (ARGS="input=DIR output=DIR ..."; default: the demo sources)
+	$(if $(ARGS),,$(PY) -m data_pipeline.demo --output $(DEMO_DIR))
+	$(PY) -m data_pipeline $(if $(ARGS),$(ARGS),input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated)
 
 train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
 	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)

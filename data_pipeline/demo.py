@@ -272,6 +272,8 @@ def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = Tr
     summary.shards = pack_demo_shards(train, source_dir, shard_dir, samples_per_shard)
     summary.val_shards = pack_demo_shards(held_out, source_dir, val_dir, samples_per_shard, prefix="demo-val")
     summary.num_samples = len(train)
+    (output / "train_sources.txt").write_text(  # the curation pipeline's input list (held-out sources left out)
+        "".join(f"{source['path']}\n" for source in summary.sources if source["name"] not in VALIDATION_SOURCES))
     write_tiny_t5(output / "text_encoder", (word for spec in specs for word in spec.caption.replace(";", " ").split()))
     summary.seconds = time.perf_counter() - start
     return summary

@@ -204,8 +204,8 @@ TIMESTEP_SAMPLERS: Registry[Any] = Registry("timestep sampler", builtin_modules=
 SAMPLERS: Registry[Any] = Registry("sampler", builtin_modules=("ltx.sampling.euler",))
 TEXT_ENCODERS: Registry[Any] = Registry("text encoder", builtin_modules=("ltx.text.encoders",))
 TRAINING_STAGES: Registry[Any] = Registry("training stage", builtin_modules=("ltx.training.vae_module", "ltx.training.dit_module"))
-CURATION_STAGES: Registry[Any] = Registry("curation stage")
-CAPTIONERS: Registry[Any] = Registry("captioner")
+CURATION_STAGES: Registry[Any] = Registry("curation stage", builtin_modules=("data_pipeline.stages",))
+CAPTIONERS: Registry[Any] = Registry("captioner", builtin_modules=("data_pipeline.captioners",))
 
 
 def format_registries() -> str:

@@ -1,0 +1,189 @@
+"""Runs the curation stages over raw inputs into shards, resumably and in parallel.
+
+Inputs are sorted and grouped into work shards of ``items_per_shard`` files; shard ``j`` belongs to
+task ``j % num_tasks`` (SLURM array tasks) and, inside a task, a process pool works through its
+shards. Each shard's tar is written under a temporary name and renamed, then its stats JSON (which
+also lists its inputs, its rejections and its clips' scores) is written last: a rerun skips shards with
+a stats file and rewrites the rest, so a killed run leaves nothing half-written behind. The report
+adds up every shard's stats, so clips + rejections account for every input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from data_pipeline.clips import Clip, Rejection
+from data_pipeline.frames import read_frames
+from ltx.data.schema import ClipMetadata, CropBox
+from ltx.data.shards import ShardSample, is_complete, write_shard
+from ltx.data.video_io import encode_mp4
+from ltx.registry import CURATION_STAGES
+
+log = logging.getLogger(__name__)
+SIDECAR_SUFFIXES = (".txt", ".json")  # captions and ground truth beside the sources, not inputs
+
+
+def list_inputs(source: str | Path | Sequence[str]) -> list[Path]:
+    """Input files from a directory (every file but caption / metadata sidecars), a text file listing
+    paths (one per line), or a list of paths; sorted, so work shards are stable across reruns."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() not in SIDECAR_SUFFIXES]
+        elif path.is_file():
+            files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            raise FileNotFoundError(f"input {source!r} is neither a directory nor a list file")
+    else:
+        files = [Path(p) for p in source]
+    if not files:
+        raise ValueError(f"no input files found in {source!r}")
+    return sorted(files)
+
+
+def build_stages(cfg: DictConfig) -> list[Any]:
+    """The enabled stages in ``cfg.stages`` order, each built from ``cfg.curation.<name>``."""
+    stages = []
+    for name in cfg.stages:
+        settings = cfg.curation.get(name)
+        if settings is None:
+            raise ValueError(f"stage {name!r} has no config under curation.{name}; add it or remove it from stages")
+        if settings.get("enabled", True):
+            stages.append(CURATION_STAGES.build(settings.get("name", name), **dict(settings.get("kwargs") or {})))
+    return stages
+
+
+def run_stages(path: Path, stages: Sequence[Any]) -> tuple[list[Clip], list[Rejection]]:
+    """One input through every stage; a stage that raises rejects the clip (``stage_error``)."""
+    clips, rejections = [Clip(source=str(path))], []
+    for stage in stages:
+        survivors = []
+        for clip in clips:
+            try:
+                outputs = stage(clip)
+            except Exception as error:  # a stage bug must not stop the run; the reject line says what
+                outputs = [Rejection(clip.key, stage.name, "stage_error", f"{type(error).__name__}: {error}")]
+            for output in outputs:
+                if isinstance(output, Rejection):
+                    rejections.append(dataclasses.replace(output, source=str(path)))
+                else:
+                    survivors.append(output)
+        clips = survivors
+    return clips, rejections
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How accepted clips are written: longer side at most ``max_side``, even sizes, the source fps."""
+
+    max_side: int = 512
+    crf: int = 18
+    preset: str = "medium"
+
+
+def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
+    """Decode, rotate upright, crop and resize a clip, and encode it as an H.264 sample of the schema."""
+    crop = None if clip.crop is None else (clip.crop.x, clip.crop.y, clip.crop.w, clip.crop.h)
+    indices = list(range(clip.start_frame, clip.end_frame))
+    frames = read_frames(clip.source, indices, crop=crop, max_side=settings.max_side)  # (F, H, W, 3)
+    rotation = (clip.info.rotation if clip.info else 0) % 360
+    if rotation:
+        frames = np.rot90(frames, k=rotation // 90, axes=(1, 2))
+    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # even sizes for yuv420p
+    is_image = clip.info is None or not clip.info.fps or clip.num_frames == 1
+    height, width = frames.shape[1:3]
+    full = clip.crop or CropBox(0, 0, clip.info.width if clip.info else width, clip.info.height if clip.info else height)
+    metadata = ClipMetadata(
+        source=clip.source, start_frame=clip.start_frame, end_frame=clip.end_frame,
+        fps=None if is_image else float(clip.info.fps), num_frames=len(indices), width=width, height=height,
+        crop=full, motion_score=clip.motion_score, aesthetic_score=clip.aesthetic_score,
+        caption_source=clip.caption_source or "none",
+        extra={"rotation": rotation, "caption": clip.caption or "", **clip.extra},
+    )
+    if is_image:
+        from ltx.data.video_io import encode_png
+
+        return ShardSample(clip.key, encode_png(np.ascontiguousarray(frames[0])), "png", clip.caption or "", metadata)
+    media = encode_mp4(list(np.ascontiguousarray(frames)), float(clip.info.fps), crf=settings.crf, preset=settings.preset)
+    return ShardSample(clip.key, media, "mp4", clip.caption or "", metadata)
+
+
+def shard_path(output: Path, index: int) -> Path:
+    return output / "shards" / f"curated-{index:06d}.tar"
+
+
+_STAGES_CACHE: dict[str, list[Any]] = {}
+
+
+def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], task: int = 0) -> str:
+    """Curate ``items`` into shard ``index``: stages, encode, write (tar, then stats with rejections)."""
+    cfg = OmegaConf.create(cfg_container)
+    key = OmegaConf.to_yaml(cfg.curation) + str(list(cfg.stages))
+    if key not in _STAGES_CACHE:  # built once per worker process (models load once)
+        _STAGES_CACHE[key] = build_stages(cfg)
+    stages = _STAGES_CACHE[key]
+    settings = EncodeSettings(**dict(cfg.encode))
+    samples, rejections, clips_per_input = [], [], {}
+    for item in items:
+        clips, rejected = run_stages(Path(item), stages)
+        rejections += rejected
+        clips_per_input[item] = 0
+        for clip in clips:
+            try:
+                samples.append(encode_clip(clip, settings))
+                clips_per_input[item] += 1
+            except Exception as error:  # unreadable frames surface here at the latest
+                rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}", item))
+    path = shard_path(Path(cfg.output), index)
+    scores = [{"key": s.key, "motion_score": s.metadata.motion_score, "aesthetic_score": s.metadata.aesthetic_score}
+              for s in samples]
+    write_shard(path, samples, extra_stats={"task": task, "inputs": list(items), "clips_per_input": clips_per_input,
+                                            "rejections": [r.to_dict() for r in rejections], "scores": scores})
+    return str(path)
+
+
+def work_shards(inputs: list[Path], items_per_shard: int) -> list[list[str]]:
+    return [[str(p) for p in inputs[i : i + items_per_shard]] for i in range(0, len(inputs), items_per_shard)]
+
+
+def run_task(cfg: DictConfig, rank: int = 0, num_tasks: int = 1) -> list[str]:
+    """Process the shards of task ``rank`` of ``num_tasks`` (shard index modulo task count); skip the
+    complete ones, remove stale temporary tars. Returns the shards written now."""
+    inputs = list_inputs(cfg.input)
+    shards = work_shards(inputs, cfg.items_per_shard)
+    output = Path(cfg.output)
+    mine = [index for index in range(len(shards)) if index % num_tasks == rank]
+    todo = []
+    for index in mine:
+        path = shard_path(output, index)
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a killed run's partial tar
+        if not is_complete(path):
+            todo.append(index)
+    log.info("task %d/%d: %d shards, %d already complete", rank, num_tasks, len(mine), len(mine) - len(todo))
+    container = OmegaConf.to_container(cfg, resolve=True)
+    workers = max(1, int(cfg.workers))
+    if workers == 1 or len(todo) <= 1:
+        return [process_shard(index, shards[index], container, rank) for index in todo]
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+        return pool.starmap(process_shard, [(index, shards[index], container, rank) for index in todo])
+
+
+def iter_shard_stats(output: Path) -> Iterator[dict[str, Any]]:
+    import json
+
+    for stats in sorted((output / "shards").glob("*.stats.json")):
+        yield json.loads(stats.read_text())
+
+
+def expected_shards(cfg: DictConfig) -> int:
+    return math.ceil(len(list_inputs(cfg.input)) / cfg.items_per_shard)
