@@ -276,6 +276,9 @@ class VlmCaptioner(LoadOncePerProcess):
     def __init__(self, path: str | os.PathLike, prompt: str = DEFAULT_VLM_PROMPT, max_new_tokens: int = 96,
                  num_frames: int | None = None, as_video: bool = False, dtype: str | None = "auto",
                  device: str | None = None):
+        if path is None:
+            raise ValueError("vlm captioner needs `path`: a local model directory (e.g. a downloaded "
+                             "Qwen2.5-VL-7B-Instruct folder); hub ids are not fetched")
         directory = Path(path).expanduser()
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(

@@ -17,10 +17,12 @@ from ltx.data.datamodule import ShardDataModule
 from ltx.losses import WeightedLossTerms
 
 PRIMARY_CONFIGS = ("train_vae", "train_dit")
-GROUP_OPTIONS = sorted(
+ALL_GROUP_OPTIONS = sorted(
     (str(path.parent.relative_to(CONFIG_DIR)), path.stem)
     for path in CONFIG_DIR.glob("*/**/*.yaml")
 )
+GROUP_OPTIONS = [(group, option) for group, option in ALL_GROUP_OPTIONS if not group.startswith("curation/")]
+CURATION_OPTIONS = [(group, option) for group, option in ALL_GROUP_OPTIONS if group.startswith("curation/")]
 HAS_GPU = torch.cuda.is_available()
 
 
@@ -111,3 +113,26 @@ def test_mandatory_shard_path_is_reported():
 def test_experiment_smoke_shrinks_the_run():
     cfg = compose_config("train_vae", ["experiment=smoke"])
     assert cfg.trainer.max_steps == 2 and list(cfg.logger) == ["csv"]
+
+
+@pytest.mark.parametrize(("group", "option"), CURATION_OPTIONS, ids=[f"{g}={o}" for g, o in CURATION_OPTIONS])
+def test_every_curation_option_composes_and_builds_its_stage(group, option, tmp_path):
+    """Stage configs name registered stages with valid keyword arguments; stages that need local weights
+    refuse, naming what to provide, rather than running with random weights."""
+    from data_pipeline.runner import build_stages
+
+    stage = group.split("/")[1]
+    cfg = compose_config("curate", [f"{group}={option}", f"stages=[{stage}]", f"output={tmp_path}"])
+    needs = {("aesthetic", "laion"): "clip_checkpoint", ("caption", "coca"): "checkpoint_path",
+             ("caption", "vlm"): "path"}
+    if (stage, option) in needs:
+        with pytest.raises((ValueError, TypeError, FileNotFoundError), match=needs[stage, option]):
+            build_stages(cfg)
+    else:
+        (built,) = build_stages(cfg)
+        assert built.name == stage
+
+
+def test_curation_launchers_compose():
+    for launcher in ("local", "slurm", "submitit_local"):
+        assert compose_config("curate", [f"launcher={launcher}"]).launcher_name == launcher
