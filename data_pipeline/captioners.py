@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def check_local_open_clip(model_name: str, checkpoint_path: str | os.PathLike | 
     return config
 
 
-class LoadOncePerProcess:
+class LoadOncePerProcess(ABC):
     """Loads a model once per process on first use; drops it when pickled (workers load their own)."""
 
     _model: Any = None
@@ -135,8 +136,9 @@ class LoadOncePerProcess:
             self._load()
             self._loaded_pid = os.getpid()
 
+    @abstractmethod
     def _load(self) -> None:
-        raise NotImplementedError
+        """Load the model into ``self._model``."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -12,11 +12,10 @@ import sys
 import tarfile
 import time
 
-import av
 import numpy as np
 import pytest
 from helpers import REPO_ROOT, compose_config
-from test_curation_stages import write_frames, write_with_pyav
+from test_curation_stages import write_audio_only, write_frames, write_with_pyav, write_zero_frames
 
 from data_pipeline.__main__ import run as curate
 from data_pipeline.clips import Clip
@@ -64,26 +63,6 @@ def curate_overrides(listing, output) -> list[str]:
 
 def curate_config(listing, output, *extra: str):
     return compose_config("curate", [*curate_overrides(listing, output), *extra])
-
-
-def write_audio_only(path):
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for index in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, index * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return str(path)
-
-
-def write_zero_frames(path):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        container.start_encoding()
-        container.mux(stream.encode(None))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

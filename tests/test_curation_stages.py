@@ -134,8 +134,7 @@ def test_probe_rejects_unreadable_files(tmp_path, media, content):
     assert rejection(ProbeStage()(Clip(str(path)))).reason == "unreadable"
 
 
-def test_probe_rejects_audio_only_files(tmp_path):
-    path = tmp_path / "audio.m4a"
+def write_audio_only(path):
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=16000)
         for index in range(8):
@@ -143,18 +142,26 @@ def test_probe_rejects_audio_only_files(tmp_path):
             frame.sample_rate, frame.pts = 16000, index * 1024
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    result = rejection(ProbeStage()(Clip(str(path))))
-    assert (result.reason, result.detail) == ("no_video_stream", "streams: audio")
+    return str(path)
 
 
-def test_probe_rejects_a_video_stream_without_frames(tmp_path):
-    path = tmp_path / "empty.avi"  # mp4 drops an empty track; avi keeps it
+def write_zero_frames(path):
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=24)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         container.start_encoding()
         container.mux(stream.encode(None))
-    assert rejection(ProbeStage()(Clip(str(path)))).reason == "zero_frames"
+    return str(path)
+
+
+def test_probe_rejects_audio_only_files(tmp_path):
+    result = rejection(ProbeStage()(Clip(write_audio_only(tmp_path / "audio.m4a"))))
+    assert (result.reason, result.detail) == ("no_video_stream", "streams: audio")
+
+
+def test_probe_rejects_a_video_stream_without_frames(tmp_path):
+    path = write_zero_frames(tmp_path / "empty.avi")  # mp4 drops an empty track; avi keeps it
+    assert rejection(ProbeStage()(Clip(path))).reason == "zero_frames"
 
 
 def test_probe_rejects_single_frame_and_oversized_videos(tmp_path, media):
