@@ -31,12 +31,6 @@ def losses(run_dir, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
 
 
-@pytest.fixture(scope="module")
-def module(demo_dir, tmp_path_factory) -> DiTModule:
-    cfg = dit_config(demo_dir, tmp_path_factory.mktemp("dit_module"))
-    return DiTModule(cfg)
-
-
 def test_training_is_deterministic_and_validation_loss_is_fixed(demo_dir, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     run_training(dit_config(demo_dir, first))
@@ -48,25 +42,30 @@ def test_training_is_deterministic_and_validation_loss_is_fixed(demo_dir, tmp_pa
     assert (first / "export" / "transformer" / "config.json").exists()
 
 
-def test_conditioning_tokens_are_excluded_from_the_loss(module):
-    torch.manual_seed(0)
-    latents = torch.randn(2, 16, 3, 2, 2)
+def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_path):
+    module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0"))
+    latents = torch.randn(2, 16, 3, 2, 2)  # 3 latent frames of 4 tokens
     text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
-    frames = torch.tensor([[True, False, False], [False, False, False]])
     seen = {}
+    forward_tokens = module.transformer.forward_tokens
+
+    def recording_forward(tokens, coordinates, timestep, *args):
+        seen["timestep"] = timestep
+        return forward_tokens(tokens, coordinates, timestep, *args)
 
     def recording_loss(inputs):
         seen["mask"] = inputs["prediction"][2]
         return torch.tensor(0.0), {}
 
+    module.transformer.forward_tokens = recording_forward
     module.losses.forward = recording_loss
-    module.conditioning = type(module.conditioning)(first_frame_probability=1.0)
-    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), conditioned=True, drop_tokens=False)
-    token_mask = seen["mask"][..., 0]  # (B, N): 4 tokens per latent frame
-    assert token_mask[0, :4].sum() == 0 and token_mask[0, 4:].all()  # first frame conditioned
-    assert token_mask[1].all() or token_mask[1, :4].sum() == 0  # one mode per sample, probability 1
-    del module.losses.forward
-    assert frames.shape == (2, 3)
+    timestep = torch.tensor([0.7, 0.4])
+    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), conditioned=True, drop_tokens=False,
+                     timestep=timestep)
+    token_mask = seen["mask"][..., 0]  # (B, N)
+    assert not token_mask[:, :4].any() and token_mask[:, 4:].all()  # first latent frame: no loss
+    assert torch.all(seen["timestep"][:, :4] == 0)  # clean conditioning tokens
+    assert torch.allclose(seen["timestep"][:, 4:], timestep[:, None].expand(2, 8))
 
 
 def test_token_dropping_keeps_positions_of_the_kept_tokens():
