@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from data_pipeline.clips import Clip, Rejection
 from data_pipeline.frames import read_frames
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.shards import ShardSample, is_complete, write_shard
-from ltx.data.video_io import encode_mp4
+from ltx.data.video_io import encode_mp4, encode_png
 from ltx.registry import CURATION_STAGES
 
 log = logging.getLogger(__name__)
@@ -111,8 +110,6 @@ def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
         extra={"rotation": rotation, "caption": clip.caption or "", **clip.extra},
     )
     if is_image:
-        from ltx.data.video_io import encode_png
-
         return ShardSample(clip.key, encode_png(np.ascontiguousarray(frames[0])), "png", clip.caption or "", metadata)
     media = encode_mp4(list(np.ascontiguousarray(frames)), float(clip.info.fps), crf=settings.crf, preset=settings.preset)
     return ShardSample(clip.key, media, "mp4", clip.caption or "", metadata)
@@ -183,7 +180,3 @@ def iter_shard_stats(output: Path) -> Iterator[dict[str, Any]]:
 
     for stats in sorted((output / "shards").glob("*.stats.json")):
         yield json.loads(stats.read_text())
-
-
-def expected_shards(cfg: DictConfig) -> int:
-    return math.ceil(len(list_inputs(cfg.input)) / cfg.items_per_shard)

@@ -120,14 +120,7 @@ def write_diffusers_model(model: torch.nn.Module, config: dict[str, Any], class_
 def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoencoder:
     """Our VAE from a diffusers-layout directory (its config.json decides the architecture), or from a
     ``.safetensors`` file with diffusers / our names and an explicit ``config``."""
-    path = Path(path)
-    if path.is_dir():
-        config = vae_config_from_diffusers(read_diffusers_config(path, VAE_CLASS))
-    elif config is None:
-        raise ValueError(f"{path} is a single weights file: pass the VAE config (preset) it was trained with")
-    model = VideoAutoencoder(config)
-    load_state_dict_strictly(model, read_safetensors_state_dict(path), f"VAE ({path})")
-    return model
+    return _load_model(Path(path), config, VAE_CLASS, vae_config_from_diffusers, VideoAutoencoder, "VAE")
 
 
 def export_vae(model: VideoAutoencoder, path: str | Path) -> Path:
@@ -164,13 +157,20 @@ def transformer_config_from_diffusers(values: dict[str, Any]) -> DiTConfig:
 
 def load_transformer(path: str | Path, config: DiTConfig | None = None) -> VideoTransformer:
     """Our DiT from a diffusers-layout directory, or from a ``.safetensors`` file and its ``config``."""
-    path = Path(path)
+    return _load_model(Path(path), config, TRANSFORMER_CLASS, transformer_config_from_diffusers, VideoTransformer,
+                       "transformer")
+
+
+def _load_model(path: Path, config: Any, class_name: str, config_from_diffusers: Any, model_class: Any,
+                what: str) -> Any:
+    """Build ``model_class`` from a diffusers directory's config (or the given ``config`` for a single
+    weights file) and load its safetensors weights strictly."""
     if path.is_dir():
-        config = transformer_config_from_diffusers(read_diffusers_config(path, TRANSFORMER_CLASS))
+        config = config_from_diffusers(read_diffusers_config(path, class_name))
     elif config is None:
-        raise ValueError(f"{path} is a single weights file: pass the DiT config (preset) it was trained with")
-    model = VideoTransformer(config)
-    load_state_dict_strictly(model, read_safetensors_state_dict(path), f"transformer ({path})")
+        raise ValueError(f"{path} is a single weights file: pass the {what} config (preset) it was trained with")
+    model = model_class(config)
+    load_state_dict_strictly(model, read_safetensors_state_dict(path), f"{what} ({path})")
     return model
 
 
