@@ -15,6 +15,7 @@ from ltx.cli.train import run_training
 from ltx.data.video_io import probe_video
 from ltx.sampling import image_conditioning
 from ltx.training.dit_module import DiTModule, gather_tokens, keep_random_tokens
+from ltx.training.randomness import BatchRandomness
 from ltx.training.samples import SampleSettings, generate
 
 
@@ -60,7 +61,8 @@ def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_pa
     module.transformer.forward_tokens = recording_forward
     module.losses.forward = recording_loss
     timestep = torch.tensor([0.7, 0.4])
-    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), conditioned=True, drop_tokens=False,
+    random = BatchRandomness(seed=0, step=0, rank=0, world_size=1, local_batch=2, device=torch.device("cpu"))
+    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), random, conditioned=True, drop_tokens=False,
                      timestep=timestep)
     token_mask = seen["mask"][..., 0]  # (B, N)
     assert not token_mask[:, :4].any() and token_mask[:, 4:].all()  # first latent frame: no loss

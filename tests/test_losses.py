@@ -121,6 +121,15 @@ def test_masked_mean_of_empty_mask_is_zero_not_nan():
     assert result.item() == 0.0
 
 
+def test_masked_mean_weighs_samples_equally_so_rank_means_average_to_the_batch_mean():
+    values = torch.arange(12.0).view(4, 3)
+    mask = torch.tensor([[1, 1, 1], [0, 0, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    expected = torch.tensor([1.0, 5.0, 6.0, 9.5]).mean()  # each sample's mean over its kept positions
+    torch.testing.assert_close(masked_mean(values, mask), expected)
+    halves = (masked_mean(values[:2], mask[:2]) + masked_mean(values[2:], mask[2:])) / 2
+    torch.testing.assert_close(halves, expected)
+
+
 def test_weighted_terms_sum_with_weights_and_report_each_term():
     terms = WeightedLossTerms(
         {

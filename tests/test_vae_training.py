@@ -9,7 +9,6 @@ import torch
 import torchvision
 from helpers import compose_config
 from safetensors.torch import load_file
-from torch.optim.swa_utils import AveragedModel
 
 from ltx.cli.latent_stats import ChannelMoments
 from ltx.cli.latent_stats import run as latent_stats_run
@@ -18,7 +17,7 @@ from ltx.cli.reconstruct import reconstruct_file
 from ltx.cli.train import run_training
 from ltx.data.video_io import probe_video
 from ltx.training.build import build_vae, vae_from_checkpoint
-from ltx.training.ema import EMACallback, WarmupEMA, warmup_ema_decay
+from ltx.training.ema import EMACallback, EMAWeights, warmup_ema_decay
 from ltx.training.previews import log_image
 from ltx.training.vae_module import VAEModule, decoder_timesteps, noise_latents
 
@@ -80,10 +79,10 @@ def test_checkpoint_rebuilds_the_module_with_its_ema(trained_run):
     module = VAEModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     for name, value in trainer.lightning_module.vae.state_dict().items():
         torch.testing.assert_close(module.vae.state_dict()[name], value)
-    ema_states = [state for key, state in checkpoint["callbacks"].items() if "EMACallback" in key]
-    assert ema_states and "ema" in ema_states[0]
-    ema = next(c for c in trainer.callbacks if isinstance(c, EMACallback)).ema
-    assert int(ema.n_averaged) == 4
+    assert int(checkpoint["state_dict"]["ema.num_updates"]) == 4
+    assert module.checkpoint_ema is not None and "ema.num_updates" in module.checkpoint_ema  # set aside, not lost
+    ema = trainer.lightning_module.ema
+    assert int(ema.num_updates) == 4
     differs = [not torch.equal(p, q) for p, q in zip(ema.module.parameters(), trainer.lightning_module.vae.parameters())]
     assert any(differs)  # the average lags the trained weights
 
@@ -104,7 +103,7 @@ def test_decoder_timesteps_follow_the_denoising_objective():
     assert abs(noisy.float().mean().item() - 0.3) < 0.02
     assert t.max() <= 0.2 and abs(t[noisy].mean().item() - 0.1) < 0.005
     latents = torch.randn(3, 4, 2, 2, 2)
-    out = noise_latents(latents, torch.tensor([0.0, 0.1, 1.0]), generator)
+    out = noise_latents(latents, torch.tensor([0.0, 0.1, 1.0]), torch.randn(latents.shape, generator=generator))
     torch.testing.assert_close(out[0], latents[0])
     assert not torch.allclose(out[1], latents[1]) and not torch.allclose(out[2], latents[2], atol=0.5)
 
@@ -118,7 +117,7 @@ def test_unknown_discriminator_is_reported(demo_dir, tmp_path):
 def test_vae_from_checkpoint_takes_ema_or_raw_weights(trained_run):
     run_dir, trainer, _ = trained_run
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    ema = next(c for c in trainer.callbacks if isinstance(c, EMACallback)).ema.module
+    ema = trainer.lightning_module.ema.module
     for use_ema, reference in ((True, ema), (False, trainer.lightning_module.vae)):
         loaded = vae_from_checkpoint(checkpoint, use_ema=use_ema)
         for name, value in reference.state_dict().items():
@@ -169,22 +168,28 @@ def test_reconstruct_command_reports_psnr_and_writes_video(trained_run, demo_dir
         reconstruct_main([str(source), str(output)])
 
 
-def test_ema_warms_up_then_keeps_its_decay():
+def test_ema_copies_first_then_warms_up_then_keeps_its_decay():
     model = torch.nn.Linear(2, 2, bias=False)
-    callback = EMACallback("net", decay=0.99)
-    ema = AveragedModel(model, multi_avg_fn=WarmupEMA(callback.decay), use_buffers=True)
-    start = model.weight.detach().clone()
-    expected = start.clone()
+    ema = EMAWeights(model, decay=0.99)
+    expected = None
     for step in range(200):
         with torch.no_grad():
             model.weight.add_(1.0)
-        ema.update_parameters(model)
+        ema.update(model)
         decay = 0.0 if step == 0 else warmup_ema_decay(0.99, step)
-        expected = decay * expected + (1 - decay) * model.weight.detach()
+        current = model.weight.detach()
+        expected = current.clone() if expected is None else decay * expected + (1 - decay) * current
     torch.testing.assert_close(ema.module.weight, expected)
+    assert int(ema.num_updates) == 200 and not ema.module.weight.requires_grad
     assert warmup_ema_decay(0.99, 0) == pytest.approx(0.1) and warmup_ema_decay(0.99, 10_000) == 0.99
+    trained = model.weight.detach().clone()
+    ema.swap(model)
+    torch.testing.assert_close(model.weight.detach(), expected)
+    torch.testing.assert_close(ema.module.weight, trained)
     with pytest.raises(ValueError, match="decay must be in"):
         EMACallback("net", decay=1.0)
+    with pytest.raises(ValueError, match="decay must be in"):
+        EMAWeights(model, decay=0.0)
 
 
 def test_images_go_to_loggers_that_take_them():

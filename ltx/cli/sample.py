@@ -18,6 +18,7 @@ from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png
 from ltx.sampling import image_conditioning
 from ltx.training.dit_module import DiTModule
+from ltx.training.ema import ema_state_dict
 from ltx.training.samples import SampleSettings, generate, write_video
 
 
@@ -49,11 +50,10 @@ def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
     cfg.model.dit.pretrained = None
     cfg.weights_from_checkpoint = True  # every weight, the frozen VAE's included, comes from the state dict
     module = DiTModule(cfg)
+    module.on_load_checkpoint(checkpoint)  # sets the EMA weights aside as module.checkpoint_ema
     module.load_state_dict(checkpoint["state_dict"], strict=True)
-    ema = [s["ema"] for name, s in checkpoint.get("callbacks", {}).items() if "EMACallback" in name and "ema" in s]
-    if use_ema and ema:
-        state = {k.removeprefix("module."): v for k, v in ema[0].items() if k.startswith("module.")}
-        module.transformer.load_state_dict(state, strict=True)
+    if use_ema and module.checkpoint_ema:
+        module.transformer.load_state_dict(ema_state_dict(module.checkpoint_ema), strict=True)
     return module.eval()
 
 

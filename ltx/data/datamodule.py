@@ -68,16 +68,32 @@ class SplitByRank:
 
 
 class AccountedLoader:
-    """Iterates a WebLoader, sets the epoch on its seeded stages, and adds up skipped-sample counts."""
+    """Iterates a WebLoader, sets the epoch on its seeded stages, and adds up skipped-sample counts.
+
+    Resumable (Lightning stores ``state_dict`` in checkpoints): the stream is a function of (seed, epoch,
+    rank, worker), so a resumed run replays its epoch and skips the batches already trained on, then
+    continues with exactly the batches an uninterrupted run would have seen.
+    """
 
     def __init__(self, loader: wds.WebLoader, pipeline: wds.DataPipeline, length: int | None, skipped: Counter,
                  fixed_epoch: bool = False):
         self.loader, self.pipeline, self.length, self.skipped = loader, pipeline, length, skipped
         self.fixed_epoch = fixed_epoch  # validation: the same windows and crops every pass
-        self.epoch = -1
+        self.epoch, self.batches_yielded = -1, 0
+        self._skip_on_resume: int | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_yielded": self.batches_yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip_on_resume = int(state["epoch"]) - 1, int(state["batches_yielded"])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.epoch = 0 if self.fixed_epoch else self.epoch + 1
+        skip, self._skip_on_resume = self._skip_on_resume or 0, None
+        if skip:
+            log.info("resuming epoch %d: skipping the %d batches already trained on", self.epoch, skip)
+        self.batches_yielded = 0
         for stage in self.pipeline.pipeline:
             if isinstance(stage, wds.ResampledShards | wds.detshuffle):
                 stage.epoch = self.epoch - 1  # their __iter__ (in the worker) increments first
@@ -85,9 +101,17 @@ class AccountedLoader:
                 stage.epoch = self.epoch
         skipped_before = sum(self.skipped.values())
         for batch in self.loader:
-            self.skipped.update(batch.pop("stats"))
-            if not batch.get("stats_only"):
-                yield batch
+            stats = batch.pop("stats")
+            if batch.get("stats_only"):
+                if not skip:
+                    self.skipped.update(stats)
+                continue
+            if skip:  # replayed, already trained on (and counted) before the resume
+                skip -= 1
+                continue
+            self.skipped.update(stats)
+            self.batches_yielded += 1
+            yield batch
         newly_skipped = sum(self.skipped.values()) - skipped_before
         if newly_skipped:
             log.warning("epoch %d: %d samples skipped so far by reason: %s", self.epoch, newly_skipped, dict(self.skipped))

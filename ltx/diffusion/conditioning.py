@@ -140,8 +140,10 @@ def drop_text(
     generator: torch.Generator | None = None,
     null_embeddings: torch.Tensor | None = None,
     null_mask: torch.Tensor | None = None,
+    dropped: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace each sample's text by the null text with ``probability``, for classifier-free guidance.
+    ``dropped`` `(B,)` bool: flags drawn by the caller (then ``probability`` and ``generator`` are unused).
 
     ``embeddings (B, L, D)`` and ``mask (B, L)`` are the encoded prompts; returns the new embeddings,
     the new mask (the input mask's dtype) and the dropped flags ``(B,)`` bool.
@@ -175,8 +177,11 @@ def drop_text(
     if null_mask.shape[1:] != (length,) or null_mask.shape[0] not in (1, batch):
         raise ValueError(f"null_mask must be (L,), (1, L) or (B, L) with L={length}, got {tuple(null_mask.shape)}")
 
-    draw_device = generator.device if generator is not None else torch.device("cpu")
-    dropped = torch.rand(batch, generator=generator, device=draw_device) < probability  # (B,)
+    if dropped is None:
+        draw_device = generator.device if generator is not None else torch.device("cpu")
+        dropped = torch.rand(batch, generator=generator, device=draw_device) < probability  # (B,)
+    elif dropped.shape != (batch,) or dropped.dtype != torch.bool:
+        raise ValueError(f"dropped must be ({batch},) bool, got {tuple(dropped.shape)} {dropped.dtype}")
     dropped = dropped.to(embeddings.device)
     null_embeddings = null_embeddings.to(device=embeddings.device, dtype=embeddings.dtype)
     null_mask = null_mask.to(device=mask.device, dtype=mask.dtype)

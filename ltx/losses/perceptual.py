@@ -156,7 +156,7 @@ class LPIPSLoss(nn.Module):
         distances = self.model(prediction, target).flatten()  # (B*F, 1, 1, 1) -> (B*F,)
         if frame_mask is None:
             return distances.mean()
-        return masked_mean(distances, frame_mask.flatten())  # (B*F,)
+        return masked_mean(distances.view(frame_mask.shape), frame_mask)  # per sample over its frames
 
 
 def _frame_mask(mask: torch.Tensor | None, video: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from ltx.interop.diffusers import load_transformer, load_vae
 from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
+from ltx.training.ema import ema_state_dict
 
 VAE_SWITCHES = ("uniform_logvar", "noise_injection", "timestep_conditioning")
 
@@ -60,10 +61,8 @@ def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoenco
     model_cfg = {**cfg["model"]["vae"], "pretrained": None, "latent_stats": None}
     model = build_vae(model_cfg)
     state = {k.removeprefix("vae."): v for k, v in checkpoint["state_dict"].items() if k.startswith("vae.")}
-    if use_ema:
-        ema = [s["ema"] for name, s in checkpoint.get("callbacks", {}).items() if "EMACallback" in name and "ema" in s]
-        if ema:
-            state = {k.removeprefix("module."): v for k, v in ema[0].items() if k.startswith("module.")}
+    ema = ema_state_dict(checkpoint["state_dict"]) if use_ema else None
+    state = ema or state
     model.load_state_dict(state, strict=True)
     return model
 

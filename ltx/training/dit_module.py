@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -28,7 +27,9 @@ from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
 from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
 from ltx.training.previews import log_image
+from ltx.training.randomness import BatchRandomness
 from ltx.training.samples import SampleSettings, generate, sample_grid, write_video
+from ltx.training.stage import TrainingStage, rebuild_with_weights
 
 log = logging.getLogger(__name__)
 TIMESTEP_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -48,11 +49,13 @@ def gather_tokens(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 
 @TRAINING_STAGES.register("dit")
-class DiTModule(L.LightningModule):
+class DiTModule(TrainingStage):
     """Trains ``VideoTransformer`` from the whole run config (``model.dit``, ``model.vae``,
     ``text_encoder``, ``loss``, ``dit_training``, ``optimizer``); videos are encoded online by the frozen
     VAE (its EMA weights when ``vae_checkpoint`` names a VAE-stage checkpoint) and captions by the frozen
     text encoder. Loss inputs: ``prediction`` = (predicted velocity, target velocity, loss mask)."""
+
+    parallel_targets = ("transformer",)
 
     def __init__(self, cfg: DictConfig | dict[str, Any]):
         super().__init__()
@@ -110,12 +113,16 @@ class DiTModule(L.LightningModule):
     # ---- training ----------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
         latents, text, text_mask = self.encode_batch(batch)
+        random = self.batch_randomness(latents.shape[0], latents.device)
         null_text, null_mask = self.null_text(latents.shape[0], latents.device)
-        text, text_mask, _ = drop_text(text, text_mask, self.training_cfg.text_dropout,
-                                       null_embeddings=null_text, null_mask=null_mask)
-        loss, per_sample, timestep = self.flow_loss(latents, text, text_mask, batch["fps"], conditioned=True,
+        probability = self.training_cfg.text_dropout
+        dropped = random.rows(lambda n, g: torch.rand(n, generator=g, device=g.device) < probability)
+        text, text_mask, _ = drop_text(text, text_mask, probability, null_embeddings=null_text, null_mask=null_mask,
+                                       dropped=dropped)
+        loss, per_sample, timestep = self.flow_loss(latents, text, text_mask, batch["fps"], random, conditioned=True,
                                                     drop_tokens=True)
-        self.log("train/loss", loss, prog_bar=True, batch_size=latents.shape[0])
+        # averaged over ranks: the loss of the global batch
+        self.log("train/loss", loss, prog_bar=True, batch_size=latents.shape[0], sync_dist=True)
         for low, high in zip(TIMESTEP_BINS[:-1], TIMESTEP_BINS[1:]):
             in_bin = (timestep >= low) & (timestep < high) if high < 1 else (timestep >= low)
             if in_bin.any():
@@ -123,18 +130,21 @@ class DiTModule(L.LightningModule):
         return loss
 
     def flow_loss(self, latents: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, fps: torch.Tensor,
-                  conditioned: bool, drop_tokens: bool, timestep: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rectified-flow loss: total, per-sample values `(B,)` and the sample timesteps `(B,)`."""
+                  random: BatchRandomness, conditioned: bool, drop_tokens: bool,
+                  timestep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rectified-flow loss: total, per-sample values `(B,)` and the sample timesteps `(B,)`; every
+        random draw comes from ``random`` (see ``BatchRandomness``)."""
         batch, _, frames, height, width = latents.shape
         grid = LatentGrid(frames, height, width)
         device = latents.device
         if timestep is None:
-            timestep = self.timestep_sampler.sample(batch, grid.num_tokens, generator=generator, device=device)
-        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+            timestep = random.rows(lambda n, g: self.timestep_sampler.sample(n, grid.num_tokens, generator=g))
+            timestep = timestep.to(device)
+        noise = random.normal(tuple(latents.shape), latents.dtype).to(device)
         conditioning_frames = torch.zeros(batch, frames, dtype=torch.bool, device=device)
         if conditioned:
-            conditioning_frames = sample_conditioning_frames(batch, frames, self.conditioning, generator).to(device)
+            conditioning_frames = random.rows(lambda n, g: sample_conditioning_frames(n, frames, self.conditioning, g))
+            conditioning_frames = conditioning_frames.to(device)
         noisy, token_timesteps, loss_mask = apply_conditioning(latents, noise, timestep, conditioning_frames,
                                                                self.conditioning.conditioning_timestep)
         target = patchify_latents(velocity_target(latents, noise))  # (B, N, C)
@@ -144,8 +154,9 @@ class DiTModule(L.LightningModule):
         coordinates = self.transformer.coordinates(grid, fps.to(device), batch, device)  # (B, N, 3)
         drop = self.training_cfg.get("max_token_drop", 0.0) if drop_tokens else 0.0
         if drop > 0:
-            keep = max(1, round(grid.num_tokens * (1 - drop * torch.rand(1, generator=generator).item())))
-            indices = keep_random_tokens(batch, grid.num_tokens, keep, generator, device)
+            fraction = random.shared(lambda g: torch.rand(1, generator=g, device=g.device)).item()
+            keep = max(1, round(grid.num_tokens * (1 - drop * fraction)))
+            indices = random.rows(lambda n, g: keep_random_tokens(n, grid.num_tokens, keep, g, g.device)).to(device)
             tokens, target, coordinates, token_timesteps, token_mask = (
                 gather_tokens(t, indices) for t in (tokens, target, coordinates, token_timesteps, token_mask))
         prediction = self.transformer.forward_tokens(tokens, coordinates, token_timesteps, text, text_mask)
@@ -158,26 +169,30 @@ class DiTModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
         """The loss at fixed timesteps with fixed noise: comparable across validations and runs."""
         latents, text, text_mask = self.encode_batch(batch)
-        generator = torch.Generator(latents.device).manual_seed(self.training_cfg.validation_seed + batch_index)
+        random = BatchRandomness(self.training_cfg.validation_seed, batch_index, 0, 1, latents.shape[0], latents.device)
         losses = []
         for t in self.training_cfg.validation_timesteps:
             timestep = torch.full((latents.shape[0],), float(t), device=latents.device)
-            loss, _, _ = self.flow_loss(latents, text, text_mask, batch["fps"], conditioned=False, drop_tokens=False,
-                                        timestep=timestep, generator=generator)
-            self.log(f"val/loss_t{float(t):.2f}", loss, batch_size=latents.shape[0])
+            loss, _, _ = self.flow_loss(latents, text, text_mask, batch["fps"], random, conditioned=False,
+                                        drop_tokens=False, timestep=timestep)
+            self.log(f"val/loss_t{float(t):.2f}", loss, batch_size=latents.shape[0], sync_dist=True)
             losses.append(loss)
-        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=latents.shape[0])
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=latents.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         """Every ``dit_training.samples.every_n_validations`` validations, sample the fixed prompts."""
         samples = self.training_cfg.get("samples")
-        if not samples or not samples.get("prompts") or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+        if not samples or not samples.get("prompts") or self.trainer.sanity_checking:
+            return
+        if not (self.trainer.is_global_zero or self.sharded):  # sharded models need every rank in each forward
             return
         self._validations = getattr(self, "_validations", 0) + 1
         if (self._validations - 1) % samples.get("every_n_validations", 1):
             return
         settings = SampleSettings(**{k: v for k, v in samples.items() if k not in ("prompts", "every_n_validations")})
         videos = generate(self.transformer, self.vae, self.text_encoder, list(samples.prompts), settings)
+        if not self.trainer.is_global_zero:
+            return
         directory = Path(self.cfg.run_dir) / "samples"
         for index, video in enumerate(videos):
             write_video(video, directory / f"step_{self.global_step:07d}_prompt{index}.mp4", settings.fps)
@@ -185,7 +200,8 @@ class DiTModule(L.LightningModule):
         save_image(grid, directory / f"step_{self.global_step:07d}.png")
         log_image(self.loggers, "samples", grid, self.global_step)
 
-    def export_weights(self, model: VideoTransformer, path: Path) -> None:
-        """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""
-        export_transformer(model, path)
+    def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+        """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout."""
+        config = self.transformer.config
+        export_transformer(rebuild_with_weights(lambda: VideoTransformer(config), state_dict), path)
         log.info("exported DiT weights to %s", path)

@@ -1,5 +1,9 @@
-"""Exponential moving average of a module's weights (torch.optim.swa_utils), used for validation
-and export, saved in checkpoints."""
+"""Exponential moving average of a trained module's weights, used for validation and export.
+
+The averaged copy is a submodule of the LightningModule (``pl_module.ema``, state-dict keys
+``ema.module.*`` and ``ema.num_updates``), so it is saved and restored with the model, sharded the same
+way under FSDP2 (every rank averages its own shards) and written into distributed checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.optim.swa_utils import AveragedModel
+from torch import nn
+
+from ltx.training.parallelize import full_state_dict, local_tensors
+
+EMA_ATTRIBUTE = "ema"
+EMA_PREFIX = f"{EMA_ATTRIBUTE}.module."
+
+
+def ema_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The EMA weights from a stage's state dict, with the averaged module's own names (e.g. the VAE's);
+    None when the checkpoint has no EMA."""
+    state = {k.removeprefix(EMA_PREFIX): v for k, v in state_dict.items() if k.startswith(EMA_PREFIX)}
+    return state or None
 
 
 def warmup_ema_decay(decay: float, num_averaged: int) -> float:
@@ -18,70 +34,93 @@ def warmup_ema_decay(decay: float, num_averaged: int) -> float:
     return min(decay, (1 + num_averaged) / (10 + num_averaged))
 
 
-class WarmupEMA:
-    """``multi_avg_fn`` for ``AveragedModel``: an exponential moving average with warm-up."""
+class EMAWeights(nn.Module):
+    """A frozen copy of ``source`` whose floating-point parameters and buffers follow the source's:
+    ``ema = lerp(ema, current, 1 - warmup_ema_decay(decay, n))``. The first update copies the weights."""
 
-    def __init__(self, decay: float):
+    def __init__(self, source: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.module = copy.deepcopy(source).requires_grad_(False).eval()
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
-    def __call__(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        weight = 1.0 - warmup_ema_decay(self.decay, int(num_averaged))
-        torch._foreach_lerp_(averaged, current, weight)
+    def train(self, mode: bool = True) -> EMAWeights:
+        return self  # never trained: the copy stays in eval mode
+
+    @staticmethod
+    def _floating(module: nn.Module) -> list[torch.Tensor]:
+        tensors = [*module.parameters(), *module.buffers()]
+        return local_tensors(t for t in tensors if t.is_floating_point())
+
+    @torch.no_grad()
+    def update(self, source: nn.Module) -> None:
+        averaged, current = self._floating(self.module), self._floating(source)
+        if len(averaged) != len(current):
+            raise RuntimeError(f"EMA copy has {len(averaged)} tensors but the source {len(current)}: was the source "
+                               f"rebuilt or parallelized differently after the copy?")
+        count = int(self.num_updates)
+        weight = 1.0 if count == 0 else 1.0 - warmup_ema_decay(self.decay, count)
+        torch._foreach_lerp_(averaged, [c.to(a.dtype) for a, c in zip(averaged, current)], weight)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def swap(self, source: nn.Module) -> None:
+        """Exchange the averaged weights with ``source``'s (validation runs on the EMA weights)."""
+        for averaged, current in zip(self._floating(self.module), self._floating(source)):
+            kept = current.clone()
+            current.copy_(averaged)
+            averaged.copy_(kept)
 
 
 class EMACallback(L.Callback):
-    """Keeps ``AveragedModel(getattr(module, attribute))`` with ``decay`` (warmed up, see
-    ``warmup_ema_decay``), updated after every training
-    batch from ``start_step`` on. During validation the module runs with the averaged weights; at the
-    end of fit, if the module has ``export_weights(model, path)``, the averaged model is exported to
-    ``export_dir``."""
+    """Keeps ``pl_module.ema = EMAWeights(getattr(pl_module, attribute), decay)``, updated after every
+    training batch from ``start_step`` on. The copy is made in ``setup`` (before ``configure_model``,
+    so stages shard it like the original). During validation the module runs with the averaged weights;
+    at the end of fit, if the module has ``export_weights(state_dict, path)``, the averaged weights are
+    exported to ``export_dir`` (gathered from all ranks when sharded)."""
 
     def __init__(self, attribute: str, decay: float = 0.999, start_step: int = 0, export_dir: str | None = None):
         super().__init__()
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.attribute, self.decay, self.start_step, self.export_dir = attribute, decay, start_step, export_dir
-        self.ema: AveragedModel | None = None
-        self._pending_state: dict[str, Any] | None = None
-        self._training_weights: dict[str, torch.Tensor] | None = None
+        self._swapped = False
 
-    def target(self, pl_module: L.LightningModule) -> torch.nn.Module:
+    def target(self, pl_module: L.LightningModule) -> nn.Module:
         if not hasattr(pl_module, self.attribute):
             raise AttributeError(f"EMA target {self.attribute!r} is not an attribute of {type(pl_module).__name__}")
         return getattr(pl_module, self.attribute)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ema = AveragedModel(self.target(pl_module), multi_avg_fn=WarmupEMA(self.decay), use_buffers=True)
-        if self._pending_state is not None:
-            self.ema.load_state_dict(self._pending_state)
-            self._pending_state = None
+    @staticmethod
+    def weights(pl_module: L.LightningModule) -> EMAWeights | None:
+        return getattr(pl_module, EMA_ATTRIBUTE, None)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.weights(pl_module) is None:
+            setattr(pl_module, EMA_ATTRIBUTE, EMAWeights(self.target(pl_module), self.decay))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step >= self.start_step:
-            self.ema.update_parameters(self.target(pl_module))
+            self.weights(pl_module).update(self.target(pl_module))
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.ema is None or trainer.sanity_checking:
+        ema = self.weights(pl_module)
+        if ema is None or trainer.sanity_checking or int(ema.num_updates) == 0:
             return
-        target = self.target(pl_module)
-        self._training_weights = copy.deepcopy(target.state_dict())
-        target.load_state_dict(self.ema.module.state_dict())
+        ema.swap(self.target(pl_module))
+        self._swapped = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._training_weights is not None:
-            self.target(pl_module).load_state_dict(self._training_weights)
-            self._training_weights = None
+        if self._swapped:
+            self.weights(pl_module).swap(self.target(pl_module))
+            self._swapped = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.export_dir and self.ema is not None and hasattr(pl_module, "export_weights") and trainer.is_global_zero:
-            pl_module.export_weights(self.ema.module, Path(self.export_dir))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.ema is None else {"ema": self.ema.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "ema" in state_dict:
-            if self.ema is not None:
-                self.ema.load_state_dict(state_dict["ema"])
-            else:
-                self._pending_state = state_dict["ema"]
+        ema = self.weights(pl_module)
+        if not (self.export_dir and ema is not None and hasattr(pl_module, "export_weights")):
+            return
+        state = full_state_dict(ema.module)  # every rank takes part when sharded
+        if trainer.is_global_zero:
+            pl_module.export_weights(state, Path(self.export_dir))

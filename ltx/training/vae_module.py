@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +21,8 @@ from ltx.models.vae import VideoAutoencoder
 from ltx.registry import DISCRIMINATORS, LOSSES, TRAINING_STAGES
 from ltx.training.build import build_vae
 from ltx.training.previews import log_image, write_previews
+from ltx.training.randomness import BatchRandomness
+from ltx.training.stage import TrainingStage, rebuild_with_weights
 
 log = logging.getLogger(__name__)
 # Lightning warns that checkpoints of manually optimised modules hold the post-step weights, with a
@@ -38,15 +39,14 @@ def decoder_timesteps(batch: int, probability: float, max_timestep: float, gener
     return torch.where(noisy, uniform, torch.zeros_like(uniform))
 
 
-def noise_latents(latents: torch.Tensor, timestep: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(1 - t) z + t eps`` per sample (rectified-flow interpolation towards noise)."""
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+def noise_latents(latents: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``(1 - t) z + t eps`` per sample (rectified-flow interpolation towards the noise ``eps``)."""
     t = timestep.view(-1, 1, 1, 1, 1).to(latents.dtype)
     return (1 - t) * latents + t * noise
 
 
 @TRAINING_STAGES.register("vae")
-class VAEModule(L.LightningModule):
+class VAEModule(TrainingStage):
     """Trains ``VideoAutoencoder`` from the whole run config (``model.vae``, ``loss``, ``vae_training``,
     ``optimizer``). Checkpoints hold the config, so ``VAEModule.load_from_checkpoint`` rebuilds itself.
 
@@ -54,6 +54,8 @@ class VAEModule(L.LightningModule):
     log-variance). The GAN (``loss.gan``, optional) starts at ``start_step``; its weight is fixed or
     adaptive (ratio of gradient norms at the decoder's last layer, VQGAN-style).
     """
+
+    parallel_targets = ("vae", "discriminator")
 
     def __init__(self, cfg: DictConfig | dict[str, Any]):
         super().__init__()
@@ -97,6 +99,12 @@ class VAEModule(L.LightningModule):
             optimizers.append(optimizer(self.discriminator.parameters(), lr=lr))
         return optimizers
 
+    def check_parallel_support(self, settings: Any, sharding: bool) -> None:
+        if sharding and self.gan_cfg is not None and self.gan_cfg.get("adaptive_weight", False):
+            raise ValueError("loss.gan.adaptive_weight=true differentiates with respect to the decoder's last weight, "
+                             "which FSDP2 shards; set loss.gan.adaptive_weight=false with trainer=fsdp, or train the "
+                             "VAE with trainer=ddp")
+
     def gan_active(self) -> bool:
         return self.gan_cfg is not None and self.global_step >= self.gan_cfg.get("start_step", 0)
 
@@ -105,7 +113,7 @@ class VAEModule(L.LightningModule):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         gan_on = self.gan_active()  # decided once: the generator step below advances global_step
-        reconstruction, posterior, timestep = self.reconstruct(video)
+        reconstruction, posterior, timestep = self.reconstruct(video, self.batch_randomness(video.shape[0], video.device))
         total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)})
         logs = {f"train/{name}": value.detach() for name, value in values.items()}
         if gan_on:
@@ -122,18 +130,18 @@ class VAEModule(L.LightningModule):
             logs["train/gan_discriminator"] = discriminator_loss.detach()
         logs["train/decoder_timestep"] = timestep.mean()
         self.log_dict(logs, prog_bar=False, batch_size=video.shape[0])
-        self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0])
+        self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0], sync_dist=True)
         return total.detach()
 
-    def reconstruct(self, video: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Encode, sample, maybe noise the latents (denoising decoder), decode."""
+    def reconstruct(self, video: torch.Tensor, random: BatchRandomness) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Encode, sample, maybe noise the latents (denoising decoder), decode; draws come from ``random``."""
         posterior = self.vae.encode(video)
-        latents = posterior.sample()
+        latents = posterior.mean + posterior.std * random.normal(tuple(posterior.mean.shape)).to(posterior.mean)
         timestep = torch.zeros(video.shape[0], device=video.device)
         if self.vae.config.timestep_conditioning:
-            timestep = decoder_timesteps(video.shape[0], self.training_cfg.denoise_probability,
-                                         self.training_cfg.max_denoise_timestep, device=video.device)
-            latents = noise_latents(latents, timestep)
+            probability, max_t = self.training_cfg.denoise_probability, self.training_cfg.max_denoise_timestep
+            timestep = random.rows(lambda n, g: decoder_timesteps(n, probability, max_t, g, g.device)).to(video.device)
+            latents = noise_latents(latents, timestep, random.normal(tuple(latents.shape)).to(latents))
         return self.vae.decode(latents, timestep), posterior, timestep
 
     def gan_weight(self, reconstruction_loss: torch.Tensor, generator_loss: torch.Tensor) -> torch.Tensor:
@@ -173,7 +181,8 @@ class VAEModule(L.LightningModule):
         _, _, grid = write_previews(video[:count], reconstruction[:count], directory, f"step_{self.global_step:07d}")
         log_image(self.loggers, "val/reconstruction", grid, self.global_step)
 
-    def export_weights(self, model: VideoAutoencoder, path: Path) -> None:
-        """Write ``model`` (e.g. the EMA weights) in the diffusers layout."""
-        export_vae(model, path)
+    def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+        """Write the VAE with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout."""
+        config = self.vae.config
+        export_vae(rebuild_with_weights(lambda: VideoAutoencoder(config), state_dict), path)
         log.info("exported VAE weights to %s", path)

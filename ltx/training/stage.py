@@ -1,0 +1,86 @@
+"""What every training stage shares: parallelization in ``configure_model`` (FSDP2 under
+``trainer=fsdp``, activation checkpointing and compilation from ``parallel``), step-seeded randomness
+(so a resumed run draws what an uninterrupted one would, and the draws do not depend on the number of
+ranks) and rebuilding a plain model from gathered weights for export."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from omegaconf import DictConfig
+from torch import nn
+
+from ltx.training.ema import EMA_ATTRIBUTE, EMA_PREFIX
+from ltx.training.parallelize import ParallelSettings, parallelize
+from ltx.training.randomness import BatchRandomness
+
+log = logging.getLogger(__name__)
+
+
+class TrainingStage(L.LightningModule):
+    """Base of the stages. Subclasses set ``cfg`` and list in ``parallel_targets`` the attribute names of
+    the modules they train (sharded under FSDP2; frozen modules stay replicated)."""
+
+    cfg: DictConfig
+    parallel_targets: tuple[str, ...] = ()
+
+    @property
+    def sharded(self) -> bool:
+        """True under ``ModelParallelStrategy`` (FSDP2): every rank must take part in each forward."""
+        trainer = self._trainer
+        return trainer is not None and isinstance(trainer.strategy, ModelParallelStrategy)
+
+    def configure_model(self) -> None:
+        if getattr(self, "_parallelized", False):
+            return
+        settings = ParallelSettings.from_config(self.cfg.get("parallel"))
+        mesh = self.device_mesh["data_parallel"] if self.sharded else None
+        self.check_parallel_support(settings, mesh is not None)
+        for name in self.parallel_targets:
+            module = getattr(self, name, None)
+            if module is not None:
+                parallelize(module, settings, mesh)
+        ema = getattr(self, EMA_ATTRIBUTE, None)
+        if ema is not None and mesh is not None:
+            parallelize(ema.module, settings, mesh, trained=False)  # same shards as the trained copy
+        self._parallelized = True
+        if mesh is not None or settings.activation_checkpointing or settings.compile:
+            log.info("parallelized %s: %s, mesh %s", ", ".join(self.parallel_targets), settings, mesh)
+
+    def check_parallel_support(self, settings: ParallelSettings, sharding: bool) -> None:
+        """Stages raise here for combinations they cannot train."""
+
+    checkpoint_ema: dict[str, torch.Tensor] | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Outside training there is no EMA copy to load into: the checkpoint's EMA weights are set aside
+        as ``checkpoint_ema`` (full state-dict names), so ``load_from_checkpoint`` loads strictly."""
+        state = checkpoint.get("state_dict")
+        if state is None or getattr(self, EMA_ATTRIBUTE, None) is not None:
+            return
+        ema_keys = [key for key in state if key.startswith(EMA_PREFIX) or key == f"{EMA_ATTRIBUTE}.num_updates"]
+        self.checkpoint_ema = {key: state.pop(key) for key in ema_keys} or None
+
+    def batch_randomness(self, local_batch: int, device: torch.device) -> BatchRandomness:
+        """This step's random draws: a function of (seed, global step) and each sample's index in the global
+        batch, so they are the same after a resume and for any number of ranks with the same global batch."""
+        seed = int(self.cfg.get("seed", 0))
+        return BatchRandomness(seed, self.global_step, self.global_rank, self.trainer.world_size if self._trainer else 1,
+                               local_batch, device)
+
+    def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
+        # Draws from the global generators (e.g. the VAE decoder's noise injection) are seeded per step
+        # and rank, so a resumed run repeats them exactly.
+        torch.manual_seed(BatchRandomness.mix(int(self.cfg.get("seed", 0)), self.global_step, self.global_rank))
+
+
+def rebuild_with_weights(factory: Callable[[], nn.Module], state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """A plain (unsharded, unwrapped) model from ``factory`` with ``state_dict``'s weights (for export)."""
+    model = factory()
+    model.load_state_dict(state_dict, strict=True)
+    return model
