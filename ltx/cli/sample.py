@@ -17,6 +17,7 @@ from ltx.data.buckets import Bucket
 from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png
 from ltx.sampling import image_conditioning
+from ltx.training.checkpoints import load_full_checkpoint, match_shapes
 from ltx.training.dit_module import DiTModule
 from ltx.training.ema import ema_state_dict
 from ltx.training.samples import SampleSettings, generate, write_video
@@ -33,14 +34,15 @@ def latest_checkpoint(runs_dir: str | Path) -> Path:
 
 
 def _stage(path: Path) -> str | None:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    metadata = path / "meta.pt" if path.is_dir() else path  # distributed checkpoints keep it in meta.pt
+    checkpoint = torch.load(metadata, map_location="cpu", weights_only=True, mmap=True)
     return checkpoint.get("hyper_parameters", {}).get("cfg", {}).get("stage")
 
 
 def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
     """A DiTModule with the checkpoint's weights (the DiT's EMA weights with ``use_ema``), its frozen VAE and
     text encoder restored from the checkpoint itself (no VAE checkpoint needed)."""
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    checkpoint = load_full_checkpoint(path)  # a file, or a distributed checkpoint gathered here
     cfg = OmegaConf.create(checkpoint["hyper_parameters"]["cfg"])
     if cfg.get("stage") != "dit":
         raise ValueError(f"{path} is a {cfg.get('stage')!r}-stage checkpoint, not a DiT one")
@@ -51,9 +53,10 @@ def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
     cfg.weights_from_checkpoint = True  # every weight, the frozen VAE's included, comes from the state dict
     module = DiTModule(cfg)
     module.on_load_checkpoint(checkpoint)  # sets the EMA weights aside as module.checkpoint_ema
-    module.load_state_dict(checkpoint["state_dict"], strict=True)
+    module.load_state_dict(match_shapes(checkpoint["state_dict"], module), strict=True)
     if use_ema and module.checkpoint_ema:
-        module.transformer.load_state_dict(ema_state_dict(module.checkpoint_ema), strict=True)
+        ema = match_shapes(ema_state_dict(module.checkpoint_ema), module.transformer)
+        module.transformer.load_state_dict(ema, strict=True)
     return module.eval()
 
 

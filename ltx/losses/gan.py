@@ -87,8 +87,11 @@ class GANObjective(nn.Module, ABC):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The discriminator's scores (high = "original") for the real and for the fake inputs."""
+        """The discriminator's scores (high = "original") for the real and for the fake inputs. ``order``
+        `(B,)` bool is for objectives that pair the inputs (True = original first); when None it is
+        drawn from ``generator``."""
 
     def discriminator_loss(
         self,
@@ -96,10 +99,11 @@ class GANObjective(nn.Module, ABC):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Loss of the discriminator; ``fake`` is detached, so the generator gets no gradient from it."""
         _check_pair(real, fake)
-        real_scores, fake_scores = self.scores(discriminator, real.detach(), fake.detach(), generator)
+        real_scores, fake_scores = self.scores(discriminator, real.detach(), fake.detach(), generator, order)
         return discriminator_loss_from_scores(real_scores, fake_scores, self.loss_type)
 
     def generator_loss(
@@ -108,11 +112,12 @@ class GANObjective(nn.Module, ABC):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Adversarial loss of the generator; gradients reach ``fake`` but not the discriminator's weights."""
         _check_pair(real, fake)
         with frozen_parameters(discriminator):
-            _, fake_scores = self.scores(discriminator, real.detach(), fake, generator)
+            _, fake_scores = self.scores(discriminator, real.detach(), fake, generator, order)
         return generator_loss_from_scores(fake_scores, self.loss_type)
 
     def forward(
@@ -140,6 +145,7 @@ class StandardGANLoss(GANObjective):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return discriminator(real), discriminator(fake)
 
@@ -149,6 +155,7 @@ class StandardGANLoss(GANObjective):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Adversarial loss of the generator; only ``fake`` is scored (``real`` is not needed here)."""
         _check_pair(real, fake)
@@ -173,19 +180,23 @@ class ReconstructionGANLoss(GANObjective):
     channel_multiplier = 2
 
     def pair_inputs(
-        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+        self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The discriminator input ``(B, 2C, ...)`` and which samples have the original first, ``(B,)`` bool.
 
         The order is drawn per sample from ``generator`` (on its own device), or from the global RNG
-        of ``real``'s device when none is given.
+        of ``real``'s device when none is given, unless ``order`` gives it.
         """
         _check_pair(real, fake)
-        device = generator.device if generator is not None else real.device
-        draws = torch.rand(real.shape[0], generator=generator, device=device)  # (B,)
-        real_first = (draws < 0.5).to(real.device)  # (B,)
-        order = real_first.view(-1, *([1] * (real.ndim - 1)))  # (B, 1, ...)
-        first, second = torch.where(order, real, fake), torch.where(order, fake, real)  # (B, C, ...) each
+        if order is None:
+            device = generator.device if generator is not None else real.device
+            order = torch.rand(real.shape[0], generator=generator, device=device) < 0.5  # (B,)
+        elif order.shape != real.shape[:1] or order.dtype != torch.bool:
+            raise ValueError(f"order must be ({real.shape[0]},) bool, got {tuple(order.shape)} {order.dtype}")
+        real_first = order.to(real.device)  # (B,)
+        first_mask = real_first.view(-1, *([1] * (real.ndim - 1)))  # (B, 1, ...)
+        first, second = torch.where(first_mask, real, fake), torch.where(first_mask, fake, real)  # (B, C, ...) each
         return torch.cat([first, second], dim=1), real_first  # (B, 2C, ...), (B,)
 
     def scores(
@@ -194,8 +205,9 @@ class ReconstructionGANLoss(GANObjective):
         real: torch.Tensor,
         fake: torch.Tensor,
         generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, real_first = self.pair_inputs(real, fake, generator)  # (B, 2C, ...), (B,)
+        inputs, real_first = self.pair_inputs(real, fake, generator, order)  # (B, 2C, ...), (B,)
         logits = discriminator(inputs)  # (B, 1, ...): "the first half is the original"
         if logits.shape[0] != real.shape[0]:
             raise ValueError(

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file
 
 from ltx.interop.diffusers import load_transformer, load_vae
 from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
+from ltx.training.checkpoints import load_full_checkpoint, match_shapes
 from ltx.training.ema import ema_state_dict
 
 VAE_SWITCHES = ("uniform_logvar", "noise_injection", "timestep_conditioning")
@@ -51,10 +51,10 @@ def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoenco
     """The VAE of a VAE-stage Lightning checkpoint, rebuilt from the config it holds; with ``use_ema``
     the EMA weights when the checkpoint has them. Loaded with ``weights_only=True`` (no pickles)."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no VAE checkpoint at {path}: train one with `make train-vae` (or `make demo`, "
                                 f"which writes outputs/demo/vae_run/checkpoints/last.ckpt), or set the path")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_full_checkpoint(path)  # a file, or a distributed checkpoint gathered here
     cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
     if cfg is None or "model" not in cfg or "vae" not in cfg["model"]:
         raise ValueError(f"{path} is not a VAE-stage checkpoint (no cfg.model.vae in its hyper-parameters)")
@@ -62,8 +62,7 @@ def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoenco
     model = build_vae(model_cfg)
     state = {k.removeprefix("vae."): v for k, v in checkpoint["state_dict"].items() if k.startswith("vae.")}
     ema = ema_state_dict(checkpoint["state_dict"]) if use_ema else None
-    state = ema or state
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(match_shapes(ema or state, model), strict=True)
     return model
 
 

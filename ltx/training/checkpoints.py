@@ -96,7 +96,7 @@ class PreemptionCheckpoint(L.Callback):
         if not hasattr(signal, signal_name):
             raise ValueError(f"unknown signal {signal_name!r}; use e.g. SIGUSR1 or SIGTERM")
         self.dirpath, self.signal_number, self.requeue = Path(dirpath), getattr(signal, signal_name), requeue
-        self.received = False
+        self.received = self.requeue_pending = False
         self._previous: Any = None
 
     def _record(self, signum: int, frame: Any) -> None:
@@ -105,11 +105,6 @@ class PreemptionCheckpoint(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._previous = signal.signal(self.signal_number, self._record)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._previous is not None:
-            signal.signal(self.signal_number, self._previous)
-            self._previous = None
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not trainer.strategy.reduce_boolean_decision(self.received, all=False):
             return
@@ -117,6 +112,20 @@ class PreemptionCheckpoint(L.Callback):
         trainer.save_checkpoint(path)
         trainer.strategy.barrier("preemption checkpoint")
         log.warning("pre-emption signal: saved %s at step %d", path, trainer.global_step)
+        trainer.should_stop = True
+        self.received, self.requeue_pending = False, True
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Requeue last, once the step's metrics are logged: SLURM ends the job when it requeues it."""
+        if self._previous is not None:
+            signal.signal(self.signal_number, self._previous)
+            self._previous = None
+        if not self.requeue_pending:
+            return
+        self.requeue_pending = False
+        for logger in trainer.loggers:
+            logger.save()
+        trainer.strategy.barrier("before requeue")
         job = slurm_job_id()
         if self.requeue and job and trainer.is_global_zero:
             if not re.fullmatch(r"[0-9_]+", job):
@@ -126,5 +135,45 @@ class PreemptionCheckpoint(L.Callback):
                 log.error("scontrol requeue %s failed: %s", job, result.stderr.strip())
             else:
                 log.warning("requeued SLURM job %s", job)
-        trainer.should_stop = True
-        self.received = False
+
+
+def read_distributed_state_dict(path: str | Path, prefix: str = "state_dict.") -> dict[str, torch.Tensor]:
+    """The full (unsharded) tensors under ``prefix`` of a torch.distributed.checkpoint directory, read in
+    this one process (no process group); optimizer states are not read unless asked for."""
+    from torch.distributed.checkpoint import FileSystemReader, TensorStorageMetadata
+    from torch.distributed.checkpoint import load as dcp_load
+
+    reader = FileSystemReader(str(path))
+    metadata = reader.read_metadata()
+    state = {key: torch.empty(entry.size, dtype=entry.properties.dtype)
+             for key, entry in metadata.state_dict_metadata.items()
+             if key.startswith(prefix) and isinstance(entry, TensorStorageMetadata)}
+    if not state:
+        raise ValueError(f"{path} has no tensors under {prefix!r}; is it a Lightning distributed checkpoint?")
+    dcp_load(state, storage_reader=reader, no_dist=True)
+    return {key.removeprefix(prefix): tensor for key, tensor in state.items()}
+
+
+def load_full_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A stage checkpoint as one dict (``state_dict``, ``hyper_parameters``, ``global_step``, ...), from a
+    single file or a distributed checkpoint directory (gathered here; optimizer states left out).
+    Loaded with ``weights_only=True``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if not is_complete_checkpoint(path):
+        raise ValueError(f"{path} is not a complete checkpoint (interrupted while saving?)")
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(path / "meta.pt", map_location="cpu", weights_only=True)
+    checkpoint["state_dict"] = read_distributed_state_dict(path)
+    return checkpoint
+
+
+def match_shapes(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Reshape tensors whose element count matches ``model``'s but whose shape does not (0-d parameters
+    are stored 1-d by sharded runs, see ``parallelize.promote_scalar_parameters``)."""
+    reference = model.state_dict()
+    return {key: value.reshape(reference[key].shape)
+            if key in reference and value.shape != reference[key].shape and value.numel() == reference[key].numel()
+            else value for key, value in state_dict.items()}

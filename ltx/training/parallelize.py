@@ -121,8 +121,26 @@ def apply_compile(model: nn.Module) -> int:
     return len(slots)
 
 
+PROMOTED_SCALARS = "_promoted_scalar_parameters"
+
+
+def promote_scalar_parameters(model: nn.Module) -> list[str]:
+    """``fully_shard`` cannot shard 0-d parameters (e.g. the VAE decoder's ``timestep_scale_multiplier``):
+    make them 1-d, which broadcasting keeps numerically identical. The names are recorded on ``model`` so
+    ``full_state_dict`` gives them back their original shape (the diffusers layout)."""
+    names = []
+    for module_name, module in model.named_modules():
+        for name, parameter in list(module.named_parameters(recurse=False)):
+            if parameter.ndim == 0:
+                setattr(module, name, nn.Parameter(parameter.detach().reshape(1), parameter.requires_grad))
+                names.append(f"{module_name}.{name}" if module_name else name)
+    setattr(model, PROMOTED_SCALARS, [*getattr(model, PROMOTED_SCALARS, []), *names])
+    return names
+
+
 def apply_fully_shard(model: nn.Module, mesh: DeviceMesh, settings: ParallelSettings) -> None:
     """FSDP2: shard each block, then the intermediate units, then the root (its leftover parameters)."""
+    promote_scalar_parameters(model)
     options = {"mesh": mesh, "mp_policy": settings.mixed_precision(),
                "reshard_after_forward": settings.reshard_after_forward}
     for parent, name in block_slots(model):
@@ -165,5 +183,8 @@ def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
     state = get_model_state_dict(module, options=options)
-    return {name: (tensor.full_tensor() if isinstance(tensor, DTensor) else tensor).detach().cpu()
-            for name, tensor in state.items()}
+    state = {name: (tensor.full_tensor() if isinstance(tensor, DTensor) else tensor).detach().cpu()
+             for name, tensor in state.items()}
+    for name in getattr(module, PROMOTED_SCALARS, []):
+        state[name] = state[name].reshape(())
+    return state

@@ -113,23 +113,27 @@ class VAEModule(TrainingStage):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         gan_on = self.gan_active()  # decided once: the generator step below advances global_step
-        reconstruction, posterior, timestep = self.reconstruct(video, self.batch_randomness(video.shape[0], video.device))
+        random = self.batch_randomness(video.shape[0], video.device)
+        reconstruction, posterior, timestep = self.reconstruct(video, random)
         total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)})
         logs = {f"train/{name}": value.detach() for name, value in values.items()}
         if gan_on:
-            generator_loss = self.gan_objective.generator_loss(self.discriminator, video, reconstruction)
+            # the order of (original, reconstruction) pairs (rgan): one draw per sample of the global batch
+            order = random.rows(lambda n, g: torch.rand(n, generator=g, device=g.device) < 0.5).to(video.device)
+            generator_loss = self.gan_objective.generator_loss(self.discriminator, video, reconstruction, order=order)
             weight = self.gan_weight(total, generator_loss)
             total = total + weight * generator_loss
             logs.update({"train/gan_generator": generator_loss.detach(), "train/gan_weight": weight.detach()})
         self.step_optimizer(optimizers[0], total, self.vae)
         logs["train/loss"] = total.detach()
         if gan_on:
-            discriminator_loss = self.gan_objective.discriminator_loss(self.discriminator, video, reconstruction.detach())
+            discriminator_loss = self.gan_objective.discriminator_loss(self.discriminator, video, reconstruction.detach(),
+                                                                       order=order)
             # stepped on the raw optimizer so that global_step counts generator steps only
             self.step_optimizer(optimizers[1], discriminator_loss, self.discriminator, count_step=False)
             logs["train/gan_discriminator"] = discriminator_loss.detach()
         logs["train/decoder_timestep"] = timestep.mean()
-        self.log_dict(logs, prog_bar=False, batch_size=video.shape[0])
+        self.log_dict(logs, prog_bar=False, batch_size=video.shape[0], sync_dist=True)  # global-batch values
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0], sync_dist=True)
         return total.detach()
 
