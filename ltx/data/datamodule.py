@@ -18,6 +18,7 @@ from braceexpand import braceexpand
 
 from ltx.data.buckets import parse_buckets
 from ltx.data.pipeline import AssignBuckets, BatchByBucket, DecodeSamples, MetadataFilter
+from ltx.data.resume import ConsumedBatchCounter, StreamPosition
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +73,31 @@ class AccountedLoader:
 
     Resumable (Lightning stores ``state_dict`` in checkpoints): the stream is a function of (seed, epoch,
     rank, worker), so a resumed run replays its epoch and skips the batches already trained on, then
-    continues with exactly the batches an uninterrupted run would have seen.
+    continues with exactly the batches an uninterrupted run would have seen (see ``ltx.data.resume``).
+    An exact single pass (no length) that was checkpointed after its last batch replays an empty epoch
+    first.
     """
 
     def __init__(self, loader: wds.WebLoader, pipeline: wds.DataPipeline, length: int | None, skipped: Counter,
                  fixed_epoch: bool = False):
         self.loader, self.pipeline, self.length, self.skipped = loader, pipeline, length, skipped
         self.fixed_epoch = fixed_epoch  # validation: the same windows and crops every pass
-        self.epoch, self.batches_yielded = -1, 0
-        self._skip_on_resume: int | None = None
+        self.position = StreamPosition()
+
+    @property
+    def epoch(self) -> int:
+        return self.position.epoch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches_yielded": self.batches_yielded}
+        return self.position.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self._skip_on_resume = int(state["epoch"]) - 1, int(state["batches_yielded"])
+        self.position.load_state_dict(state)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.epoch = 0 if self.fixed_epoch else self.epoch + 1
-        skip, self._skip_on_resume = self._skip_on_resume or 0, None
+        skip = self.position.start_epoch(self.fixed_epoch, self.length)
         if skip:
             log.info("resuming epoch %d: skipping the %d batches already trained on", self.epoch, skip)
-        self.batches_yielded = 0
         for stage in self.pipeline.pipeline:
             if isinstance(stage, wds.ResampledShards | wds.detshuffle):
                 stage.epoch = self.epoch - 1  # their __iter__ (in the worker) increments first
@@ -110,7 +114,6 @@ class AccountedLoader:
                 skip -= 1
                 continue
             self.skipped.update(stats)
-            self.batches_yielded += 1
             yield batch
         newly_skipped = sum(self.skipped.values()) - skipped_before
         if newly_skipped:
@@ -122,7 +125,7 @@ class AccountedLoader:
         return self.length
 
 
-class ShardDataModule(L.LightningDataModule, ABC):
+class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
     """Batches from WebDataset shards, split by rank and worker; subclasses say how samples become batch
     items (``sample_stages``).
 
@@ -187,7 +190,8 @@ class ShardDataModule(L.LightningDataModule, ABC):
         return self.trainer.world_size if self.trainer is not None else 1
 
     def train_dataloader(self) -> AccountedLoader:
-        return self.make_loader(self.train_shards, resampled=self.resampled, random=True)
+        self._train_loader = self.make_loader(self.train_shards, resampled=self.resampled, random=True)
+        return self._train_loader
 
     def val_dataloader(self) -> AccountedLoader | list:
         if self.val_shards is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from webdataset.utils import make_seed, pytorch_worker_info
+from webdataset.utils import pytorch_worker_info
 
 from ltx.data.buckets import Bucket, choose_bucket, fitting_buckets
 from ltx.data.schema import IMAGE_EXTENSION, VIDEO_EXTENSION, ClipMetadata, SchemaError
@@ -80,7 +80,8 @@ class _EpochSeeded:
 
     def make_rng(self) -> random.Random:
         _, _, worker, _ = pytorch_worker_info()
-        return random.Random(make_seed(self.seed, self.epoch, self.rank, worker, type(self).__name__))
+        # a str seed is hashed with SHA-512 by random.seed: the same in every process (hash() is not)
+        return random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}/{type(self).__name__}")
 
 
 class AssignBuckets(_EpochSeeded):

@@ -5,7 +5,8 @@ Sample ``i`` of batch ``b`` in epoch ``e`` is drawn from a generator seeded with
 ``r`` of ``R`` holds samples ``[r * batch_size, (r + 1) * batch_size)`` of the global batch. So one
 process with ``batch_size = R * k`` sees exactly the samples that R processes with ``batch_size = k``
 see together, which is how sharded training is compared with a single process. The loaders are
-resumable (``state_dict`` / ``load_state_dict``): a resumed run continues mid-epoch with the next batch.
+resumable (``state_dict`` / ``load_state_dict``, see ``ltx.data.resume``): a resumed run continues
+mid-epoch with the next batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from ltx.data.resume import ConsumedBatchCounter, StreamPosition
 from ltx.training.randomness import BatchRandomness
 
 
@@ -27,22 +29,15 @@ class SyntheticLoader:
                  batches_per_epoch: int, seed: int, rank: int, fixed_epoch: bool = False):
         self.make_sample, self.batch_size, self.batches_per_epoch = make_sample, batch_size, batches_per_epoch
         self.seed, self.rank, self.fixed_epoch = seed, rank, fixed_epoch
-        self.epoch, self.next_batch = -1, 0
-        self._resume_batch: int | None = None
+        self.position = StreamPosition()
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self._resume_batch is None:
-            self.epoch = 0 if self.fixed_epoch else self.epoch + 1
-            self.next_batch = 0
-        else:
-            self.next_batch, self._resume_batch = self._resume_batch, None
-        while self.next_batch < self.batches_per_epoch:
-            batch = self.batch(self.epoch, self.next_batch)
-            self.next_batch += 1
-            yield batch
+        first = self.position.start_epoch(self.fixed_epoch, self.batches_per_epoch)
+        for index in range(first, self.batches_per_epoch):
+            yield self.batch(self.position.epoch, index)
 
     def batch(self, epoch: int, index: int) -> dict[str, Any]:
         first = self.rank * self.batch_size
@@ -52,13 +47,13 @@ class SyntheticLoader:
                 else [s[key] for s in samples] for key in samples[0]}
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "next_batch": self.next_batch}
+        return self.position.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self._resume_batch = int(state["epoch"]), int(state["next_batch"])
+        self.position.load_state_dict(state)
 
 
-class SyntheticDataModule(L.LightningDataModule, ABC):
+class SyntheticDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
     """Base: subclasses define ``make_sample``; validation uses ``seed + 1`` and the same batches each time."""
 
     def __init__(self, batch_size: int, batches_per_epoch: int = 100, val_batches: int = 1, seed: int = 0,
@@ -82,7 +77,9 @@ class SyntheticDataModule(L.LightningDataModule, ABC):
         """One sample's items, drawn from ``generator`` only."""
 
     def train_dataloader(self) -> SyntheticLoader:
-        return SyntheticLoader(self.make_sample, self.batch_size, self.batches_per_epoch, self.seed, self.rank)
+        self._train_loader = SyntheticLoader(self.make_sample, self.batch_size, self.batches_per_epoch, self.seed,
+                                             self.rank)
+        return self._train_loader
 
     def val_dataloader(self) -> SyntheticLoader | list:
         if not self.val_batches:

@@ -1,0 +1,194 @@
+"""Scale-out: FSDP2 over two CPU processes (gloo) against one process with the same global batch,
+sharded checkpoints and their conversion, kill -9 then ``resume=auto``, activation checkpointing.
+
+Tolerances: both sides run in fp32 with fp32 gradient reductions, every random draw is a function of
+(seed, step, global sample index) and the loss is a mean of per-sample means, so the runs compute the
+same numbers; only the order of floating-point sums differs (two local means averaged vs one mean,
+reduce-scatter vs a local sum). That moves values by a few ulps per step (measured: <= 3e-7 relative
+over 4 steps); 1e-5 leaves room for that and still fails on any real difference (a wrong gradient
+average or an unsynchronised draw changes the losses by 1e-3 or more).
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import REPO_ROOT
+from safetensors.torch import load_file
+from training_runs import (
+    dit_overrides,
+    metric_by_step,
+    metric_files,
+    read_rows,
+    run_training_process,
+    subprocess_env,
+    train_command,
+    vae_overrides,
+)
+
+from ltx.cli.convert_checkpoint import convert
+from ltx.models.dit import VideoTransformer, dit_config
+from ltx.models.vae import VideoAutoencoder, vae_config
+from ltx.training.checkpoints import is_complete_checkpoint, latest_checkpoint, resolve_resume
+from ltx.training.parallelize import ParallelSettings, apply_activation_checkpointing, block_slots
+
+TWO_RANKS = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2"]
+RELATIVE_TOLERANCE = 1e-5
+
+pytestmark = pytest.mark.slow
+
+
+def assert_same_curve(reference: dict[int, float], other: dict[int, float]) -> None:
+    assert reference and sorted(reference) == sorted(other)
+    for step, value in reference.items():
+        assert other[step] == pytest.approx(value, rel=RELATIVE_TOLERANCE), f"step {step}"
+
+
+def shard_chunks(checkpoint: Path, key: str) -> int:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    return len(FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata[key].chunks)
+
+
+def test_fsdp_dit_on_two_ranks_matches_one_process_and_converts(demo_dir, tmp_path):
+    common = ["trainer.max_steps=4", "data.batches_per_epoch=2", "callbacks.checkpoint.every_n_train_steps=2"]
+    single, sharded = tmp_path / "single", tmp_path / "fsdp"
+    run_training_process("train_dit", *dit_overrides(demo_dir, single, *common, "data.batch_size=4"))
+    run_training_process("train_dit", *dit_overrides(demo_dir, sharded, *common, "data.batch_size=2", *TWO_RANKS))
+    for key in ("train/loss", "val/loss"):
+        assert_same_curve(metric_by_step(single / "csv" / "metrics.csv", key),
+                          metric_by_step(sharded / "csv" / "metrics.csv", key))
+
+    # the checkpoint is distributed: one file per rank, every block weight (and its EMA) split in two
+    checkpoint = sharded / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_dir() and is_complete_checkpoint(checkpoint)
+    assert sorted(p.name for p in checkpoint.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    for prefix in ("state_dict.transformer.", "state_dict.ema.module."):
+        assert shard_chunks(checkpoint, f"{prefix}transformer_blocks.0.attn1.to_q.weight") == 2
+    assert shard_chunks(checkpoint, "optimizer_0.state.transformer.transformer_blocks.0.attn1.to_q.weight.exp_avg") == 2
+
+    # converted, the sharded run's EMA weights equal the single process's
+    output = convert(checkpoint, tmp_path / "converted")
+    converted = load_file(str(output / "model.safetensors"))
+    reference = torch.load(single / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in converted.items():
+        torch.testing.assert_close(value, reference[f"ema.module.{name}"], rtol=1e-5, atol=1e-6)
+    from diffusers import LTXVideoTransformer3DModel
+
+    diffusers_model = LTXVideoTransformer3DModel.from_pretrained(output / "diffusers")
+    torch.testing.assert_close(diffusers_model.proj_out.weight, converted["proj_out.weight"])
+    exported = load_file(str(sharded / "export" / "transformer" / "diffusion_pytorch_model.safetensors"))
+    torch.testing.assert_close(exported["proj_out.weight"], converted["proj_out.weight"])  # gathered EMA export
+
+
+def test_fsdp_vae_with_rgan_on_two_ranks_matches_one_process(tmp_path):
+    common = ["trainer.max_steps=4", "data.batches_per_epoch=2", "callbacks.checkpoint.every_n_train_steps=4"]
+    single, sharded = tmp_path / "single", tmp_path / "fsdp"
+    run_training_process("train_vae", *vae_overrides(single, *common, "data.batch_size=2"))
+    run_training_process("train_vae", *vae_overrides(sharded, *common, "data.batch_size=1", *TWO_RANKS))
+    for key in ("train/loss", "train/gan_discriminator", "train/kl", "val/psnr"):
+        assert_same_curve(metric_by_step(single / "csv" / "metrics.csv", key),
+                          metric_by_step(sharded / "csv" / "metrics.csv", key))
+    checkpoint = sharded / "checkpoints" / "last.ckpt"
+    assert shard_chunks(checkpoint, "state_dict.vae.decoder.up_blocks.0.resnets.0.conv1.conv.weight") == 2
+    # the 0-d timestep_scale_multiplier is stored 1-d by the sharded run and comes back 0-d
+    converted = load_file(str(convert(checkpoint, tmp_path / "converted", weights="trained") / "model.safetensors"))
+    assert converted["decoder.timestep_scale_multiplier"].shape == ()
+
+
+def test_adaptive_gan_weight_is_refused_under_fsdp_with_a_clear_error(tmp_path):
+    result = subprocess.run(train_command("train_vae", *vae_overrides(tmp_path, "loss.gan.adaptive_weight=true",
+                                                                     "trainer.max_steps=1", *TWO_RANKS)),
+                            cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "set loss.gan.adaptive_weight=false with trainer=fsdp" in result.stdout + result.stderr
+
+
+def test_kill_9_then_resume_auto_continues_the_same_loss_curve(demo_dir, tmp_path):
+    """Demo shards, online encoding, 3 batches per epoch and a checkpoint every 2 steps: the checkpoint at
+    step 4 falls mid-epoch, so the resumed loader must skip the batches already trained on."""
+    common = ["logger=csv", "trainer.log_every_n_steps=1", "data.num_workers=0", f"data.train_shards={demo_dir / 'shards'}",
+              f"data.val_shards={demo_dir / 'val'}", "vae_checkpoint=null",
+              f"text_encoder.kwargs.path={demo_dir / 'text_encoder'}", "dit_training.samples=null",
+              "trainer.max_steps=9", "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2"]
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    run_training_process("train_dit", *common, f"run_dir={uninterrupted}")
+    command = train_command("train_dit", *common, f"run_dir={interrupted}", "resume=auto")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    target = interrupted / "checkpoints" / "epoch=1-step=4.ckpt"
+    deadline = time.monotonic() + 300
+    while not is_complete_checkpoint(target) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed_from = latest_checkpoint(interrupted)
+    assert resumed_from is not None and resolve_resume("auto", interrupted) == str(resumed_from)
+    run_training_process("train_dit", *command[5:])  # the same command, resume=auto
+
+    files = metric_files(interrupted)
+    assert len(files) == 2 and files[1].parent.name.startswith("resumed-step")
+    resumed_step = int(files[1].parent.name.removeprefix("resumed-step"))
+    assert resumed_step >= 4
+    reference = metric_by_step(uninterrupted / "csv" / "metrics.csv", "train/loss")
+    after = metric_by_step(files[1], "train/loss")
+    assert sorted(after) == list(range(resumed_step, 9))  # continues at the checkpoint's step, to the end
+    for step, value in after.items():
+        assert value == pytest.approx(reference[step], rel=1e-6), f"step {step}"
+    validation = metric_by_step(uninterrupted / "csv" / "metrics.csv", "val/loss")
+    resumed_validation = metric_by_step(files[1], "val/loss")
+    assert resumed_validation and all(v == pytest.approx(validation[s], rel=1e-6) for s, v in resumed_validation.items())
+    assert all(row.get("epoch") for row in read_rows(files[1]))
+
+
+@pytest.mark.parametrize("model", ["dit", "vae"])
+def test_activation_checkpointing_keeps_loss_and_gradients_and_saves_less(model):
+    torch.manual_seed(0)
+    if model == "dit":
+        plain = VideoTransformer(dit_config("tiny"))
+        inputs = (torch.randn(2, 16, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
+    else:
+        plain = VideoAutoencoder(vae_config("tiny", noise_injection=False))
+        inputs = (torch.randn(1, 3, 9, 64, 64),)
+    checkpointed = copy.deepcopy(plain)
+    assert apply_activation_checkpointing(checkpointed) == len(block_slots(plain)) > 0
+    assert list(checkpointed.state_dict()) == list(plain.state_dict())  # names unchanged (diffusers layout)
+
+    def loss_and_saved_bytes(network: torch.nn.Module) -> tuple[torch.Tensor, int]:
+        saved = []
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            saved.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            if model == "dit":
+                output = network(*inputs)
+            else:
+                posterior = network.encode(inputs[0])
+                output = network.decode(posterior.mean, torch.tensor([0.05]))
+            loss = output.float().pow(2).mean()
+        loss.backward()
+        return loss.detach(), sum(saved)
+
+    plain_loss, plain_bytes = loss_and_saved_bytes(plain)
+    checkpointed_loss, checkpointed_bytes = loss_and_saved_bytes(checkpointed)
+    torch.testing.assert_close(checkpointed_loss, plain_loss)
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
+    assert checkpointed_bytes < 0.7 * plain_bytes
+
+
+def test_parallel_settings_are_validated():
+    assert ParallelSettings.from_config({"activation_checkpointing": True}).activation_checkpointing
+    with pytest.raises(ValueError, match=r"unknown parallel setting\(s\) \['checkpointing'\]"):
+        ParallelSettings.from_config({"checkpointing": True})
+    with pytest.raises(ValueError, match="parallel.param_dtype='fp8' is not one of"):
+        ParallelSettings.from_config({"param_dtype": "fp8"})
