@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from ltx.cli.train import CONFIG_DIR, build_callbacks, build_loggers
 from ltx.data.datamodule import ShardDataModule
+from ltx.data.synthetic import SyntheticDataModule
 from ltx.losses import WeightedLossTerms
 
 PRIMARY_CONFIGS = ("train_vae", "train_dit")
@@ -33,19 +34,23 @@ def test_config_dir_is_the_repository_conf():
 
 
 def overrides_for(config_name: str, group: str, option: str, shards: Path) -> list[str]:
-    overrides = [f"{group}={option}", f"data.train_shards={shards}"]
+    overrides = [f"{group}={option}"]
+    if not (group == "data" and option.startswith("synthetic")):
+        overrides.append(f"data.train_shards={shards}")
     if group == "trainer" and not HAS_GPU:
         overrides += ["trainer.accelerator=cpu"]  # the GPU configs, instantiated on a CPU-only machine
     return overrides
 
 
-def primary_for(group: str) -> list[str]:
-    return ["train_dit"] if group == "model/dit" else list(PRIMARY_CONFIGS)
+def primary_for(group: str, option: str) -> list[str]:
+    if group == "model/dit" or (group, option) == ("data", "synthetic_latents"):
+        return ["train_dit"]
+    return list(PRIMARY_CONFIGS)
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
 def test_every_group_option_composes_and_instantiates(group, option, demo_dir, tmp_path):
-    for config_name in primary_for(group):
+    for config_name in primary_for(group, option):
         overrides = overrides_for(config_name, group, option, demo_dir / "shards") + [f"run_dir={tmp_path}"]
         cfg = compose_config(config_name, overrides, return_hydra_config=True)
         assert cfg.hydra.runtime.choices[group] == option
@@ -55,7 +60,7 @@ def test_every_group_option_composes_and_instantiates(group, option, demo_dir, t
 def instantiate_all(cfg) -> None:
     """Instantiate every part a training run builds from the config, except the stage's own model."""
     datamodule = instantiate(cfg.data)
-    assert isinstance(datamodule, ShardDataModule)
+    assert isinstance(datamodule, ShardDataModule | SyntheticDataModule)
     loggers, callbacks = build_loggers(cfg), build_callbacks(cfg)
     assert loggers and all(isinstance(logger, Logger) for logger in loggers)
     assert all(isinstance(callback, L.Callback) for callback in callbacks)
