@@ -91,6 +91,11 @@ class Registry(Generic[T]):
         self._builtins_loaded = False
         _REGISTRIES[kind] = self
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Pickled by reference (e.g. with a `python -m ltx.cli.train` main function that submitit sends to
+        # SLURM by value): the receiving process uses its own registry, which its imports fill.
+        return get_registry, (self.kind,)
+
     def register(self, name: str, *, override: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers a class or factory function under ``name``."""
         if not name or not isinstance(name, str):

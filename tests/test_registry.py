@@ -69,3 +69,14 @@ def test_every_registry_is_listed_and_reachable_by_kind():
 
 def test_builtin_entries_load_on_first_lookup():
     assert {"mse", "l1"} <= set(LOSSES.names())
+
+
+def test_registries_pickle_by_reference():
+    import pickle
+
+    import cloudpickle
+
+    from ltx.registry import TRAINING_STAGES
+
+    assert pickle.loads(pickle.dumps(TRAINING_STAGES)) is TRAINING_STAGES
+    assert cloudpickle.loads(cloudpickle.dumps(TRAINING_STAGES)) is TRAINING_STAGES

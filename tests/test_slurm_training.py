@@ -7,6 +7,7 @@ skipped where that is impossible; it is stopped at the end of the module.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -89,3 +90,21 @@ def test_preempted_job_checkpoints_requeues_and_resumes(cluster, demo_dir, tmp_p
     assert optimizer_step_count(final) == max_steps  # Adam's state came through the requeue (not restarted)
     log = cluster.output_tail(job, lines=2000)
     assert "restart_count=0" in log and "restart_count=1" in log
+
+
+def test_submitit_launcher_takes_the_same_overrides(cluster, demo_dir, tmp_path):
+    """`launcher=slurm -m` (hydra-submitit-launcher) submits the same training to the cluster."""
+    overrides = ["launcher=slurm", "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1",
+                 f"hydra.sweep.dir={tmp_path / 'multirun'}", "trainer=fsdp", "trainer.accelerator=cpu", "logger=csv",
+                 "data=synthetic_latents", "parallel=fp32", "vae_checkpoint=null",
+                 f"text_encoder.kwargs.path={demo_dir / 'text_encoder'}", "trainer.log_every_n_steps=1",
+                 "dit_training.samples=null", "run_name=submitit", "trainer.max_steps=3", "data.batches_per_epoch=3"]
+    env = cluster.env({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run([sys.executable, "-m", "ltx.cli.train", "--config-name", "train_dit", *overrides, "-m"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (run_dir,) = (tmp_path / "outputs" / "runs" / "submitit").iterdir()  # named by the SLURM job id
+    assert run_dir.name.isdigit()
+    assert sorted(metric_by_step(run_dir / "csv" / "metrics.csv", "train/loss")) == [0, 1, 2]
+    assert sorted(p.name for p in (run_dir / "checkpoints" / "last.ckpt").glob("*.distcp")) == [
+        "__0_0.distcp", "__1_0.distcp"]
