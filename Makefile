@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data latents train-vae train-dit sample reconstruct latent-stats registry clean
+.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,8 +54,12 @@ data: $(STAMP) ## Curate raw videos into shards (ARGS="input=DIR output=DIR ..."
 train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
 	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)
 
-sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", IMAGE=path for image-to-video)
-	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(ARGS)
+sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", IMAGE=path for image-to-video, CHECKPOINT=path)
+	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(if $(CHECKPOINT),"checkpoint='$(CHECKPOINT)'") $(ARGS)
+
+convert: $(STAMP) ## Convert a (distributed) checkpoint: CHECKPOINT=path OUT=dir -> single file, safetensors, diffusers
+	@test -n "$(CHECKPOINT)" -a -n "$(OUT)" || { echo "usage: make convert CHECKPOINT=path/to/x.ckpt OUT=dir [ARGS=--weights trained]"; exit 2; }
+	$(PY) -m ltx.cli.convert_checkpoint "$(CHECKPOINT)" "$(OUT)" $(ARGS)
 
 reconstruct: $(STAMP) ## Reconstruct a video through a VAE (ARGS="IN.mp4 OUT.mp4 --checkpoint CKPT")
 	$(PY) -m ltx.cli.reconstruct $(ARGS)

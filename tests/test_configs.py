@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 from helpers import REPO_ROOT, compose_config
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
@@ -54,6 +55,7 @@ def test_every_group_option_composes_and_instantiates(group, option, demo_dir, t
         overrides = overrides_for(config_name, group, option, demo_dir / "shards") + [f"run_dir={tmp_path}"]
         cfg = compose_config(config_name, overrides, return_hydra_config=True)
         assert cfg.hydra.runtime.choices[group] == option
+        HydraConfig.instance().set_config(cfg)  # as in a run: ${hydra:...} interpolations resolve
         instantiate_all(cfg)
 
 
