@@ -28,14 +28,17 @@ from ltx.training.parallelize import apply_activation_checkpointing
 def build(model: str, tokens: int, device: torch.device) -> tuple[torch.nn.Module, tuple]:
     torch.manual_seed(0)
     if model == "dit":  # hidden 512, 8 blocks; (3, 32, tokens / 96) latent grid
-        network = VideoTransformer(dit_config("tiny", hidden_size=512, num_attention_heads=8, attention_head_dim=64,
+        network = VideoTransformer(dit_config("tiny", num_attention_heads=8, attention_head_dim=64,
                                               num_layers=8, cross_attention_dim=512))
         frames, height = 3, 32
         inputs = (torch.randn(1, 16, frames, height, tokens // (frames * height)), torch.tensor([0.5]),
                   torch.randn(1, 64, 32))
     else:
         network = VideoAutoencoder(vae_config("tiny", noise_injection=False))
-        inputs = (torch.randn(1, 3, 17, 128, 128),)
+        inputs = (torch.randn(1, 3, 33, 256, 256),)
+    for parameter in network.parameters():  # no zero-initialised layers: every block gets gradients
+        if parameter.ndim >= 2:
+            torch.nn.init.normal_(parameter, std=0.02)
     return network.to(device), tuple(x.to(device) for x in inputs)
 
 
