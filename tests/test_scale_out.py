@@ -12,6 +12,7 @@ average or an unsynchronised draw changes the losses by 1e-3 or more).
 from __future__ import annotations
 
 import copy
+import re
 import signal
 import subprocess
 import time
@@ -36,7 +37,12 @@ from ltx.cli.convert_checkpoint import convert
 from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
 from ltx.training.checkpoints import is_complete_checkpoint, latest_checkpoint, resolve_resume
-from ltx.training.parallelize import ParallelSettings, apply_activation_checkpointing, block_slots
+from ltx.training.parallelize import (
+    ParallelSettings,
+    apply_activation_checkpointing,
+    block_slots,
+    parallelize,
+)
 
 TWO_RANKS = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2"]
 RELATIVE_TOLERANCE = 1e-5
@@ -59,11 +65,18 @@ def shard_chunks(checkpoint: Path, key: str) -> int:
 def test_fsdp_dit_on_two_ranks_matches_one_process_and_converts(demo_dir, tmp_path):
     common = ["trainer.max_steps=4", "data.batches_per_epoch=2", "callbacks.checkpoint.every_n_train_steps=2"]
     single, sharded = tmp_path / "single", tmp_path / "fsdp"
+    replicated = tmp_path / "ddp"
     run_training_process("train_dit", *dit_overrides(demo_dir, single, *common, "data.batch_size=4"))
-    run_training_process("train_dit", *dit_overrides(demo_dir, sharded, *common, "data.batch_size=2", *TWO_RANKS))
+    result = run_training_process("train_dit", *dit_overrides(demo_dir, sharded, *common, "data.batch_size=2",
+                                                              *TWO_RANKS))
+    run_training_process("train_dit", *dit_overrides(demo_dir, replicated, *common, "data.batch_size=2", "trainer=ddp",
+                                                     "trainer.accelerator=cpu", "trainer.devices=2"))
     for key in ("train/loss", "val/loss"):
-        assert_same_curve(metric_by_step(single / "csv" / "metrics.csv", key),
-                          metric_by_step(sharded / "csv" / "metrics.csv", key))
+        for other in (sharded, replicated):
+            assert_same_curve(metric_by_step(single / "csv" / "metrics.csv", key),
+                              metric_by_step(other / "csv" / "metrics.csv", key))
+    counts = re.search(r"parallelized transformer .*: (\d+) of (\d+) parameters are DTensors", result.stdout + result.stderr)
+    assert counts and counts[1] == counts[2] and int(counts[1]) > 0  # every trained parameter is sharded
 
     # the checkpoint is distributed: one file per rank, every block weight (and its EMA) split in two
     checkpoint = sharded / "checkpoints" / "last.ckpt"
@@ -186,9 +199,31 @@ def test_activation_checkpointing_keeps_loss_and_gradients_and_saves_less(model)
     assert checkpointed_bytes < 0.7 * plain_bytes
 
 
+def test_compiled_checkpointed_blocks_match_eager():
+    """``parallel.compile`` (here the aot_eager backend: graph capture without a C++ toolchain) together
+    with activation checkpointing gives eager's loss and gradients and keeps the state-dict names."""
+    torch.manual_seed(0)
+    eager = VideoTransformer(dit_config("tiny"))
+    for parameter in eager.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    compiled = parallelize(copy.deepcopy(eager), ParallelSettings(activation_checkpointing=True, compile="aot_eager"))
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    inputs = (torch.randn(2, 16, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
+    losses = []
+    for network in (eager, compiled):
+        loss = network(*inputs).pow(2).mean()
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_parallel_settings_are_validated():
     assert ParallelSettings.from_config({"activation_checkpointing": True}).activation_checkpointing
     with pytest.raises(ValueError, match=r"unknown parallel setting\(s\) \['checkpointing'\]"):
         ParallelSettings.from_config({"checkpointing": True})
+    with pytest.raises(ValueError, match="parallel.compile='fast' is not a torch.compile backend"):
+        ParallelSettings.from_config({"compile": "fast"})
     with pytest.raises(ValueError, match="parallel.param_dtype='fp8' is not one of"):
         ParallelSettings.from_config({"param_dtype": "fp8"})

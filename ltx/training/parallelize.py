@@ -42,7 +42,7 @@ class ParallelSettings:
     """
 
     activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
-    compile: bool = False  # torch.compile each block (in place)
+    compile: bool | str = False  # torch.compile each block in place: true (inductor) or a backend name
     param_dtype: str = "bfloat16"
     reduce_dtype: str = "float32"
     reshard_after_forward: bool = True  # free gathered parameters after forward (ZeRO-3); False = ZeRO-2
@@ -55,6 +55,9 @@ class ParallelSettings:
         if unknown:
             raise ValueError(f"unknown parallel setting(s) {unknown}; valid: {sorted(known)}")
         settings = cls(**values)
+        if isinstance(settings.compile, str) and settings.compile not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ValueError(f"parallel.compile={settings.compile!r} is not a torch.compile backend; valid: true, false, "
+                             f"{', '.join(torch._dynamo.list_backends(exclude_tags=()))}")
         for name in ("param_dtype", "reduce_dtype"):
             if getattr(settings, name) not in DTYPES:
                 raise ValueError(f"parallel.{name}={getattr(settings, name)!r} is not one of {sorted(DTYPES)}")
@@ -113,11 +116,11 @@ def apply_activation_checkpointing(model: nn.Module) -> int:
     return len(slots)
 
 
-def apply_compile(model: nn.Module) -> int:
-    """``torch.compile`` every block in place (names unchanged). Returns the count."""
+def apply_compile(model: nn.Module, backend: str = "inductor") -> int:
+    """``torch.compile`` every block in place (names unchanged) with ``backend``. Returns the count."""
     slots = block_slots(model)
     for parent, name in slots:
-        getattr(parent, name).compile()
+        getattr(parent, name).compile(backend=backend)
     return len(slots)
 
 
@@ -159,7 +162,7 @@ def parallelize(model: nn.Module, settings: ParallelSettings, mesh: DeviceMesh |
     if trained and settings.activation_checkpointing:
         apply_activation_checkpointing(model)
     if trained and settings.compile:
-        apply_compile(model)
+        apply_compile(model, "inductor" if settings.compile is True else settings.compile)
     if mesh is not None:
         apply_fully_shard(model, mesh, settings)
     return model

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from omegaconf import DictConfig
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from ltx.training.ema import EMA_ATTRIBUTE, EMA_PREFIX
 from ltx.training.parallelize import ParallelSettings, parallelize
@@ -50,7 +51,11 @@ class TrainingStage(L.LightningModule):
             parallelize(ema.module, settings, mesh, trained=False)  # same shards as the trained copy
         self._parallelized = True
         if mesh is not None or settings.activation_checkpointing or settings.compile:
-            log.info("parallelized %s: %s, mesh %s", ", ".join(self.parallel_targets), settings, mesh)
+            parameters = [p for name in self.parallel_targets if getattr(self, name, None) is not None
+                          for p in getattr(self, name).parameters()]
+            sharded = sum(isinstance(p, DTensor) for p in parameters)
+            log.info("parallelized %s (%s): %d of %d parameters are DTensors sharded over %s",
+                     ", ".join(self.parallel_targets), settings, sharded, len(parameters), mesh)
 
     def check_parallel_support(self, settings: ParallelSettings, sharding: bool) -> None:
         """Stages raise here for combinations they cannot train."""
