@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats registry clean
+.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
 
 test: $(STAMP) ## Lint, then run the test suite
-	$(VENV)/bin/ruff check ltx data_pipeline tests
+	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## Lint with ruff
-	$(VENV)/bin/ruff check ltx data_pipeline tests
+	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks
 
 demo: $(STAMP) ## Run the system end to end on the demo data: curation, VAE, latents, DiT, samples (CPU, ~5 min)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
@@ -73,6 +73,12 @@ latents: $(STAMP) ## Precompute latent shards for DiT training (ARGS: Hydra over
 train-dit: $(STAMP) ## Train the DiT (no ARGS: precompute demo latents, then ~3 min on CPU; else Hydra overrides)
 	$(if $(ARGS),,$(PY) -m ltx.cli.precompute)
 	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),data=latents)
+
+bench: $(STAMP) ## Benchmarks vs diffusers and the machine's GEMM peak -> benchmarks/results/<date>.json + .md (~10 min CPU)
+	$(PY) -m benchmarks $(ARGS)
+
+bench-quick: $(STAMP) ## A smoke run of the benchmarks (small sizes) -> outputs/bench-quick/
+	$(PY) -m benchmarks --quick --out outputs/bench-quick $(ARGS)
 
 registry: $(STAMP) ## Print every registry and its entries
 	$(PY) -m ltx.registry

@@ -9,8 +9,8 @@ import time
 
 from helpers import REPO_ROOT
 
-USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "reconstruct",
-                "latent-stats", "registry")
+USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "convert",
+                "reconstruct", "latent-stats", "bench", "bench-quick", "registry")
 
 
 def make(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:

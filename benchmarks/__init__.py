@@ -1,0 +1,1 @@
+"""``make bench``: our implementation against the diffusers reference and the machine's own limits."""
