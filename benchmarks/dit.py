@@ -1,10 +1,16 @@
 """DiT training step (forward + backward + AdamW), ours against diffusers' LTXVideoTransformer3DModel
 with the same configuration and weights (exported through our interop), in fp32 and bf16 autocast at
-two sequence lengths; achieved GFLOP/s (counted by torch's FlopCounterMode) against the GEMM peak."""
+two sequence lengths; achieved GFLOP/s (counted by torch's FlopCounterMode) against the GEMM peak.
+
+Two rows per case: our eager model, and our model with ``parallel.compile=true`` (each block compiled
+with inductor, what training runs with that flag); diffusers runs eager. The compiled model is a copy
+with the same weights; its compilation time is reported apart (``compile_s``), not in the step time."""
 
 from __future__ import annotations
 
+import copy
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -15,6 +21,7 @@ from benchmarks.gemm import DTYPES, device
 from benchmarks.harness import Row, comparison, interleave
 from ltx.interop.diffusers import export_transformer
 from ltx.models.dit import VideoTransformer, dit_config, patchify_latents
+from ltx.training.parallelize import apply_compile
 
 # hidden 512 (8 heads x 64), 8 blocks; latent grids of 768 and 3,072 tokens
 CONFIG = {"num_attention_heads": 8, "attention_head_dim": 64, "num_layers": 8, "cross_attention_dim": 512}
@@ -87,28 +94,41 @@ def step_flops(step: Callable[[], torch.Tensor]) -> int:
     return counter.get_total_flops()
 
 
-def run(quick: bool, gemm_peaks: dict[str, float] | None = None) -> list[Row]:
+def run(quick: bool, gemm_peaks: dict[str, float] | None = None, compiled: bool | None = None) -> list[Row]:
+    """``compiled`` (default: not in quick mode, where minutes of compilation would dominate) adds the
+    ``parallel.compile=true`` rows."""
     ours, reference = build_pair(QUICK_CONFIG if quick else CONFIG)
+    models = {"ours": (ours, our_loss), "diffusers": (reference, reference_loss)}
+    if compiled if compiled is not None else not quick:
+        models["ours compiled"] = (copy.deepcopy(ours), our_loss)
+        apply_compile(models["ours compiled"][0])
     rows = []
     for tokens, grid in (QUICK_GRIDS if quick else GRIDS).items():
         inputs = make_inputs(ours, grid)
         for dtype in DTYPES:
-            # fresh optimizers per case; both models start from the same weights for the loss check
-            steps = {name: train_step(model, loss_fn, inputs, torch.optim.AdamW(model.parameters(), lr=1e-6),
-                                      dtype)
-                     for name, model, loss_fn in (("ours", ours, our_loss), ("diffusers", reference, reference_loss))}
-            first_losses = {name: float(step()) for name, step in steps.items()}
+            # fresh optimizers per case; all models start from the same weights for the loss check
+            steps = {name: train_step(model, loss_fn, inputs, torch.optim.AdamW(model.parameters(), lr=1e-6), dtype)
+                     for name, (model, loss_fn) in models.items()}
+            first_losses, first_seconds = {}, {}
+            for name, step in steps.items():
+                start = time.perf_counter()
+                first_losses[name] = float(step())
+                first_seconds[name] = time.perf_counter() - start
             flops = step_flops(steps["ours"])
-            repeats = 2 if quick else (3 if tokens <= 1024 else 2)
+            repeats = 2 if quick else 3
             times = interleave(steps, repeats=repeats, warmup=0)
-            row = comparison("dit_train_step", f"{tokens} tokens, {dtype}", times["ours"], times["diffusers"],
-                             target=TARGETS[dtype], work=tokens, unit="tokens",
-                             first_step_loss=first_losses, flops_per_step=flops)
-            achieved = flops / row.ours["median_s"] / 1e9
-            row.ours["gflop_per_s"] = achieved
-            row.reference["gflop_per_s"] = flops / row.reference["median_s"] / 1e9
-            if gemm_peaks and dtype in gemm_peaks:
-                row.extra["fraction_of_gemm_peak"] = achieved / gemm_peaks[dtype]
-                row.extra["fraction_target"] = PEAK_FRACTION_TARGET
-            rows.append(row)
+            for name in [n for n in steps if n != "diffusers"]:
+                row = comparison("dit_train_step", f"{tokens} tokens, {dtype}, {name}", times[name],
+                                 times["diffusers"], target=TARGETS[dtype], work=tokens, unit="tokens",
+                                 first_step_loss={"ours": first_losses[name], "diffusers": first_losses["diffusers"]},
+                                 flops_per_step=flops)
+                if name == "ours compiled":
+                    row.extra["compile_s"] = first_seconds[name] - row.ours["median_s"]
+                achieved = flops / row.ours["median_s"] / 1e9
+                row.ours["gflop_per_s"] = achieved
+                row.reference["gflop_per_s"] = flops / row.reference["median_s"] / 1e9
+                if gemm_peaks and dtype in gemm_peaks:
+                    row.extra["fraction_of_gemm_peak"] = achieved / gemm_peaks[dtype]
+                    row.extra["fraction_target"] = PEAK_FRACTION_TARGET
+                rows.append(row)
     return rows

@@ -51,3 +51,16 @@ def apply_rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     real, imaginary = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, N, D/2) each
     rotated = torch.stack([-imaginary, real], dim=-1).flatten(-2)  # (B, N, D)
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+def rotary_phases(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotation of each channel pair as a unit complex number: `(B, N, D)` cos / sin (values repeated
+    per pair) -> complex64 `(B, N, D/2)`. Computed once per forward and shared by every block."""
+    return torch.complex(cos[..., ::2].float().contiguous(), sin[..., ::2].float().contiguous())
+
+
+def apply_rotary_phases(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """``apply_rotary_embedding`` as one complex multiplication (fewer passes over memory): channel pairs
+    ``(x0, x1)`` of `(B, N, D)` are complex numbers ``x0 + i x1`` times the phases `(B, N, D/2)`."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (B, N, D/2)
+    return torch.view_as_real(pairs * phases).flatten(-2).to(x.dtype)  # (B, N, D)

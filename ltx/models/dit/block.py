@@ -7,13 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltx.positional.rope import apply_rotary_embedding
+from ltx.positional.rope import apply_rotary_phases
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Parameter-free RMSNorm over the last axis, computed in fp32."""
-    variance = x.float().pow(2).mean(-1, keepdim=True)
-    return (x.float() * torch.rsqrt(variance + eps)).to(x.dtype)
+    """Parameter-free RMSNorm over the last axis, computed in fp32 (torch's fused kernel)."""
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -34,14 +33,14 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim, bias=out_bias), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+                rope: torch.Tensor | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
         query = self.norm_q(self.to_q(x))  # (B, N, H*D)
         key = self.norm_k(self.to_k(context))  # (B, M, H*D)
         value = self.to_v(context)
-        if rope is not None:
-            query = apply_rotary_embedding(query, *rope)
-            key = apply_rotary_embedding(key, *rope)
+        if rope is not None:  # complex phases (B, N, H*D/2), see ltx.positional.rope.rotary_phases
+            query = apply_rotary_phases(query, rope)
+            key = apply_rotary_phases(key, rope)
         query, key, value = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (query, key, value))  # (B, H, N, D)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=key_bias)  # (B, H, N, D)
         out = out.transpose(1, 2).flatten(2)  # (B, N, H*D)
@@ -87,12 +86,12 @@ class TransformerBlock(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, modulation: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor], text_bias: torch.Tensor | None) -> torch.Tensor:
+                rope: torch.Tensor, text_bias: torch.Tensor | None) -> torch.Tensor:
         batch, tokens = modulation.shape[:2]
         ada = self.scale_shift_table[None, None] + modulation.reshape(batch, tokens, 6, -1)  # (B, N or 1, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
-        h = rms_norm(x, self.eps) * (1 + scale_msa) + shift_msa
-        x = x + self.attn1(h, rope=rope) * gate_msa
+        h = torch.addcmul(shift_msa, rms_norm(x, self.eps), 1 + scale_msa)  # norm * (1 + scale) + shift
+        x = torch.addcmul(x, self.attn1(h, rope=rope), gate_msa)  # x + attention * gate
         x = x + self.attn2(x, context=text, key_bias=text_bias)
-        h = rms_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
-        return x + self.ff(h) * gate_mlp
+        h = torch.addcmul(shift_mlp, rms_norm(x, self.eps), 1 + scale_mlp)
+        return torch.addcmul(x, self.ff(h), gate_mlp)

@@ -11,7 +11,7 @@ from ltx.models.common.embeddings import TimestepEmbedder
 from ltx.models.dit.block import TransformerBlock
 from ltx.models.dit.config import DiTConfig
 from ltx.positional.coordinates import LatentGrid, token_coordinates
-from ltx.positional.rope import rope_frequencies, rotary_embedding
+from ltx.positional.rope import rope_frequencies, rotary_embedding, rotary_phases
 
 TEXT_MASK_BIAS = -10_000.0  # additive bias on masked-out text tokens (as released; finite, so no NaNs)
 
@@ -123,7 +123,7 @@ class VideoTransformer(nn.Module):
         """Tokens `(B, N, C)` at `(B, N, 3)` coordinates, timestep `(B,)` or `(B, N)` -> velocity `(B, N, C)`."""
         batch, count, _ = tokens.shape
         self._check_text(text, text_mask, batch)
-        rope = rotary_embedding(coordinates, self.rope_frequencies, self.config.hidden_size)  # (B, N, D) x 2
+        rope = rotary_phases(*rotary_embedding(coordinates, self.rope_frequencies, self.config.hidden_size))  # (B, N, D/2)
         text_bias = None
         if text_mask is not None:
             text_bias = (1 - text_mask.to(tokens.dtype)) * TEXT_MASK_BIAS  # (B, L)
