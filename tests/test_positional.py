@@ -98,3 +98,18 @@ def test_unknown_names_and_bad_fps_fail_listing_valid_names():
         rope_frequencies("linear", 64, 10_000.0)
     with pytest.raises(ValueError, match="fps must be positive"):
         token_coordinates("relative_fractional", GRID, 0.0)
+
+
+def test_rotary_phases_rotate_like_the_release_formula_in_both_forms():
+    from ltx.positional.rope import RotaryPhases, apply_rotary_phases, rotary_phases
+
+    generator = torch.Generator().manual_seed(0)
+    coordinates = torch.rand(2, 10, 3, generator=generator) * 5
+    cos, sin = rotary_embedding(coordinates, rope_frequencies("exponential", 64, 10000.0), 64)
+    x = torch.randn(2, 10, 64, generator=generator)
+    expected = apply_rotary_embedding(x, cos, sin)
+    phases = rotary_phases(cos, sin)
+    assert phases.complex is not None
+    torch.testing.assert_close(apply_rotary_phases(x, phases), expected)  # complex multiplication
+    real_only = RotaryPhases(phases.cos, phases.sin, None)  # the form torch.compile traces
+    torch.testing.assert_close(apply_rotary_phases(x, real_only), expected)

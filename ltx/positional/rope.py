@@ -8,6 +8,7 @@ rotation acts on the full hidden Q/K before the head split, pairs ``(x0, x1) -> 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -53,14 +54,30 @@ def apply_rotary_embedding(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
-def rotary_phases(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """The rotation of each channel pair as a unit complex number: `(B, N, D)` cos / sin (values repeated
-    per pair) -> complex64 `(B, N, D/2)`. Computed once per forward and shared by every block."""
-    return torch.complex(cos[..., ::2].float().contiguous(), sin[..., ::2].float().contiguous())
+class RotaryPhases(NamedTuple):
+    """The rotation of each channel pair, `(B, N, D/2)`: cos and sin, and (outside torch.compile) the
+    same as unit complex numbers. Computed once per forward and shared by every block."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    complex: torch.Tensor | None
 
 
-def apply_rotary_phases(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
-    """``apply_rotary_embedding`` as one complex multiplication (fewer passes over memory): channel pairs
-    ``(x0, x1)`` of `(B, N, D)` are complex numbers ``x0 + i x1`` times the phases `(B, N, D/2)`."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (B, N, D/2)
-    return torch.view_as_real(pairs * phases).flatten(-2).to(x.dtype)  # (B, N, D)
+def rotary_phases(cos: torch.Tensor, sin: torch.Tensor) -> RotaryPhases:
+    """`(B, N, D)` cos / sin (values repeated per pair) -> ``RotaryPhases``."""
+    cos, sin = cos[..., ::2].float().contiguous(), sin[..., ::2].float().contiguous()
+    return RotaryPhases(cos, sin, None if torch.compiler.is_compiling() else torch.complex(cos, sin))
+
+
+def apply_rotary_phases(x: torch.Tensor, phases: RotaryPhases) -> torch.Tensor:
+    """``apply_rotary_embedding`` with fewer passes over memory: channel pairs ``(x0, x1)`` of `(B, N, D)`
+    are complex numbers ``x0 + i x1`` times the phases. Eager: one complex multiplication; under
+    torch.compile (inductor generates no complex code) the real form, which it fuses into one kernel."""
+    pairs = x.float().unflatten(-1, (-1, 2))  # (B, N, D/2, 2)
+    if phases.complex is None or torch.compiler.is_compiling():
+        real, imaginary = pairs.unbind(-1)
+        rotated = torch.stack([real * phases.cos - imaginary * phases.sin,
+                               real * phases.sin + imaginary * phases.cos], dim=-1)
+    else:
+        rotated = torch.view_as_real(torch.view_as_complex(pairs.contiguous()) * phases.complex)
+    return rotated.flatten(-2).to(x.dtype)  # (B, N, D)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltx.positional.rope import apply_rotary_phases
+from ltx.positional.rope import RotaryPhases, apply_rotary_phases
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -33,12 +33,12 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim, bias=out_bias), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                rope: torch.Tensor | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+                rope: RotaryPhases | None = None, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
         query = self.norm_q(self.to_q(x))  # (B, N, H*D)
         key = self.norm_k(self.to_k(context))  # (B, M, H*D)
         value = self.to_v(context)
-        if rope is not None:  # complex phases (B, N, H*D/2), see ltx.positional.rope.rotary_phases
+        if rope is not None:  # phases (B, N, H*D/2), see ltx.positional.rope.rotary_phases
             query = apply_rotary_phases(query, rope)
             key = apply_rotary_phases(key, rope)
         query, key, value = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (query, key, value))  # (B, H, N, D)
@@ -86,7 +86,7 @@ class TransformerBlock(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, modulation: torch.Tensor,
-                rope: torch.Tensor, text_bias: torch.Tensor | None) -> torch.Tensor:
+                rope: RotaryPhases, text_bias: torch.Tensor | None) -> torch.Tensor:
         batch, tokens = modulation.shape[:2]
         ada = self.scale_shift_table[None, None] + modulation.reshape(batch, tokens, 6, -1)  # (B, N or 1, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
