@@ -92,7 +92,9 @@ def missing_binaries() -> list[str]:
 
 
 def ensure_installed() -> None:
-    """Install the Debian packages with apt-get when a binary is missing; SlurmUnavailable if impossible."""
+    """Install the Debian packages with apt-get when a binary is missing. SlurmUnavailable (tests skip)
+    only where installing is impossible (not root, no apt-get); a failed install as root is a SlurmError,
+    so CI, which runs as root, fails instead of skipping."""
     missing = missing_binaries()
     if not missing:
         return
@@ -106,9 +108,9 @@ def ensure_installed() -> None:
         result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-            raise SlurmUnavailable(f"{reason}; `{' '.join(args)}` failed:\n{output}")
+            raise SlurmError(f"{reason}; `{' '.join(args)}` failed:\n{output}")
     if still := missing_binaries():
-        raise SlurmUnavailable(f"still missing after apt-get install: {', '.join(still)}")
+        raise SlurmError(f"still missing after apt-get install: {', '.join(still)}")
 
 
 def _free_ports(count: int) -> list[int]:

@@ -125,6 +125,10 @@ def test_vae_from_checkpoint_takes_ema_or_raw_weights(trained_run):
     with pytest.raises(ValueError, match="not a VAE-stage checkpoint"):
         torch.save({"hyper_parameters": {}}, run_dir / "other.ckpt")
         vae_from_checkpoint(run_dir / "other.ckpt")
+    with pytest.raises(ValueError, match="not a VAE-stage checkpoint .its config names stage 'dit'"):
+        # a DiT checkpoint holds a (frozen) VAE too, but not the one this function is for
+        torch.save({"hyper_parameters": {"cfg": {"stage": "dit", "model": {}}}, "state_dict": {}}, run_dir / "dit.ckpt")
+        vae_from_checkpoint(run_dir / "dit.ckpt")
 
 
 def test_channel_moments_match_torch():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from ltx.interop.diffusers import load_transformer, load_vae
@@ -48,21 +50,13 @@ def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
 
 
 def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoencoder:
-    """The VAE of a VAE-stage Lightning checkpoint, rebuilt from the config it holds; with ``use_ema``
-    the EMA weights when the checkpoint has them. Loaded with ``weights_only=True`` (no pickles)."""
+    """The VAE of a VAE-stage checkpoint (file or distributed directory), rebuilt from the config it
+    holds; with ``use_ema`` the EMA weights when the checkpoint has them. Loaded with ``weights_only``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no VAE checkpoint at {path}: train one with `make train-vae` (or `make demo`, "
                                 f"which writes outputs/demo/vae_run/checkpoints/last.ckpt), or set the path")
-    checkpoint = load_full_checkpoint(path)  # a file, or a distributed checkpoint gathered here
-    cfg = checkpoint.get("hyper_parameters", {}).get("cfg")
-    if cfg is None or "model" not in cfg or "vae" not in cfg["model"]:
-        raise ValueError(f"{path} is not a VAE-stage checkpoint (no cfg.model.vae in its hyper-parameters)")
-    model_cfg = {**cfg["model"]["vae"], "pretrained": None, "latent_stats": None}
-    model = build_vae(model_cfg)
-    state = {k.removeprefix("vae."): v for k, v in checkpoint["state_dict"].items() if k.startswith("vae.")}
-    ema = ema_state_dict(checkpoint["state_dict"]) if use_ema else None
-    model.load_state_dict(match_shapes(ema or state, model), strict=True)
+    model, _ = model_from_checkpoint(load_full_checkpoint(path), use_ema, expected_stage="vae", source=path)
     return model
 
 
@@ -85,3 +79,36 @@ def build_dit(model_cfg: Mapping[str, Any]) -> VideoTransformer:
         raise FileNotFoundError(f"model.dit.pretrained={pretrained!r} does not exist; give a local diffusers-layout "
                                 f"transformer directory or .safetensors file (nothing is downloaded)")
     return load_transformer(path, config=None if path.is_dir() else config)
+
+
+@dataclass(frozen=True)
+class StageModel:
+    """Where a stage keeps its trained model: the module attribute (state-dict prefix), its config key
+    under ``model`` and the builder."""
+
+    attribute: str
+    config_key: str
+    build: Callable[[Mapping[str, Any]], torch.nn.Module]
+
+
+STAGE_MODELS = {"vae": StageModel("vae", "vae", build_vae), "dit": StageModel("transformer", "dit", build_dit)}
+
+
+def model_from_checkpoint(checkpoint: Mapping[str, Any], use_ema: bool, expected_stage: str | None = None,
+                          source: str | Path = "the checkpoint") -> tuple[torch.nn.Module, bool]:
+    """A stage checkpoint's trained model (VAE or DiT), rebuilt from the config it holds, with its EMA
+    weights when ``use_ema`` and the checkpoint has them, else its trained weights. Returns the model and
+    whether the EMA weights were loaded."""
+    cfg = checkpoint.get("hyper_parameters", {}).get("cfg") or {}
+    stage = cfg.get("stage")
+    if stage not in STAGE_MODELS or (expected_stage and stage != expected_stage):
+        wanted = f"a {expected_stage.upper()}-stage checkpoint" if expected_stage else \
+            f"a checkpoint of stage {' or '.join(sorted(STAGE_MODELS))}"
+        raise ValueError(f"{source} is not {wanted} (its config names stage {stage!r})")
+    spec = STAGE_MODELS[stage]
+    model = spec.build({**cfg["model"][spec.config_key], "pretrained": None, "latent_stats": None})
+    prefix = f"{spec.attribute}."
+    state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    ema = ema_state_dict(checkpoint["state_dict"]) if use_ema else None
+    model.load_state_dict(match_shapes(ema or state, model), strict=True)
+    return model, ema is not None

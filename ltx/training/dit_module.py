@@ -169,9 +169,8 @@ class DiTModule(TrainingStage):
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
         """The loss at fixed timesteps with fixed noise: comparable across validations and runs."""
         latents, text, text_mask = self.encode_batch(batch)
-        world_size = self.trainer.world_size if self._trainer is not None else 1
-        random = BatchRandomness(self.training_cfg.validation_seed, batch_index, self.global_rank, world_size,
-                                 latents.shape[0], latents.device)
+        random = self.batch_randomness(latents.shape[0], latents.device, seed=self.training_cfg.validation_seed,
+                                       step=batch_index)
         losses = []
         for t in self.training_cfg.validation_timesteps:
             timestep = torch.full((latents.shape[0],), float(t), device=latents.device)

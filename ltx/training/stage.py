@@ -71,12 +71,15 @@ class TrainingStage(L.LightningModule):
         ema_keys = [key for key in state if key.startswith(EMA_PREFIX) or key == f"{EMA_ATTRIBUTE}.num_updates"]
         self.checkpoint_ema = {key: state.pop(key) for key in ema_keys} or None
 
-    def batch_randomness(self, local_batch: int, device: torch.device) -> BatchRandomness:
-        """This step's random draws: a function of (seed, global step) and each sample's index in the global
-        batch, so they are the same after a resume and for any number of ranks with the same global batch."""
-        seed = int(self.cfg.get("seed", 0))
-        return BatchRandomness(seed, self.global_step, self.global_rank, self.trainer.world_size if self._trainer else 1,
-                               local_batch, device)
+    def batch_randomness(self, local_batch: int, device: torch.device, seed: int | None = None,
+                         step: int | None = None) -> BatchRandomness:
+        """This step's random draws: a function of (seed, step) and each sample's index in the global batch,
+        so they are the same after a resume and for any number of ranks with the same global batch.
+        Defaults: the run's seed and the global step."""
+        seed = int(self.cfg.get("seed", 0)) if seed is None else seed
+        step = self.global_step if step is None else step
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        return BatchRandomness(seed, step, self.global_rank, world_size, local_batch, device)
 
     def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
         # Draws from the global generators (e.g. the VAE decoder's noise injection) are seeded per step
