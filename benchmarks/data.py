@@ -5,8 +5,11 @@ Sections:
     bucketing, crops; 0 and, in full mode, 2 workers) and of ``LatentDataModule`` over small latent
     shards written here. Given the samples/s a training step consumes (``train_samples_per_s``), one row
     per loader with ratio = loader / step (>= 1: the loader is not the bottleneck).
-  - ``curation``: the curation pipeline (neural stages off, sidecar captions, one worker) over the demo
-    sources against decoding every frame of the same files with PyAV, in this process.
+  - ``curation``: the curation pipeline (neural stages off, sidecar captions, one worker) against
+    decoding every frame of the same files to RGB with PyAV, in this process: over the demo sources
+    (256x192), and in full mode over six of them rendered at 4x the size (1024x768, nearer what raw
+    footage is; per-frame work at a fixed size, such as scene detection and optical flow, weighs less
+    against decoding there).
 
     python -m benchmarks.data   # quick mode, rows as JSON
 """
@@ -14,6 +17,7 @@ Sections:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import tempfile
@@ -47,6 +51,21 @@ def write_demo_sources(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for spec in demo_sources():
         write_source(spec, directory)
+    return directory
+
+
+HIGH_RESOLUTION_SOURCES = ("red_circle_stripes", "three_scene_cuts", "letterboxed_blue_circle",
+                           "nearly_static_yellow_triangle", "white_square_diagonal", "two_scene_cuts")
+
+
+def write_high_resolution_sources(directory: Path, scale: int = 4) -> Path:
+    """Six demo videos (a single shot, cuts, bars, a nearly static one) rendered ``scale`` times larger."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for spec in demo_sources():
+        if spec.name in HIGH_RESOLUTION_SOURCES:
+            larger = dataclasses.replace(spec, width=spec.width * scale, height=spec.height * scale,
+                                         bar_size=spec.bar_size * scale)
+            write_source(larger, directory)
     return directory
 
 
@@ -157,15 +176,18 @@ def warm_up(inputs: list[Path], scratch: Path) -> None:
         curate(curation_config(warm_dir, scratch / "warm-up-out"))
 
 
-def curation_row(source_dir: Path, scratch: Path, quick: bool) -> Row:
-    """Curation wall time against pure PyAV decode of the same inputs, interleaved."""
+def curation_row(source_dir: Path, scratch: Path, quick: bool, label: str) -> Row:
+    """Curation wall time against pure PyAV decode of the same inputs, interleaved. The config is
+    composed once, outside the timing (Hydra's compose takes about 0.6 s)."""
     inputs = list_inputs(source_dir)
+    cfg = curation_config(source_dir, scratch / "unused")
     reports: list[dict[str, Any]] = []
 
     def run_curation() -> None:
         output = scratch / f"run-{len(reports)}"  # fresh output: a rerun into the same one resumes (skips all)
+        cfg.output = str(output)
         with contextlib.redirect_stdout(io.StringIO()):  # the pipeline prints a summary line
-            curate(curation_config(source_dir, output))
+            curate(cfg)
         reports.append(json.loads((output / "report.json").read_text()))
 
     warm_up(inputs, scratch)
@@ -173,7 +195,7 @@ def curation_row(source_dir: Path, scratch: Path, quick: bool) -> Row:
     times = interleave({"curation": run_curation, "decode": lambda: frames.append(decode_all(inputs))},
                        repeats=1 if quick else 3, warmup=0)
     report = reports[-1]
-    row = comparison(CURATION_SECTION, "curation (no neural stages) vs PyAV decode of the same inputs",
+    row = comparison(CURATION_SECTION, f"curation (no neural stages) vs PyAV decode, {label}",
                      times["curation"], times["decode"], target=0.5, inputs=len(inputs), frames_decoded=frames[-1],
                      clips_written=report["clips_written"], rejections=report["rejections_by_reason"],
                      stages=CURATION_STAGES, workers=1)
@@ -195,7 +217,11 @@ def run(quick: bool, train_samples_per_s: dict[str, float] | None = None) -> lis
         rows += consumption_rows(loader_samples_per_s, train_samples_per_s or {})
         scratch = root / "curation"
         scratch.mkdir()
-        rows.append(curation_row(source_dir, scratch, quick))
+        rows.append(curation_row(source_dir, scratch, quick, "demo sources (256x192)"))
+        if not quick:
+            large = write_high_resolution_sources(root / "sources-4x")
+            (scratch / "4x").mkdir()
+            rows.append(curation_row(large, scratch / "4x", quick, "6 demo sources at 4x (1024x768)"))
     return rows
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.clips import Clip, Rejection
-from data_pipeline.frames import read_frames
+from data_pipeline.frames import SOURCE_FRAMES, read_frames
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.shards import ShardSample, is_complete, write_shard
 from ltx.data.video_io import encode_mp4, encode_png
@@ -87,7 +87,7 @@ class EncodeSettings:
 
     max_side: int = 512
     crf: int = 18
-    preset: str = "medium"
+    preset: str = "veryfast"
 
 
 def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
@@ -129,6 +129,7 @@ def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], t
     if key not in _STAGES_CACHE:  # built once per worker process (models load once)
         _STAGES_CACHE[key] = build_stages(cfg)
     stages = _STAGES_CACHE[key]
+    SOURCE_FRAMES.configure(cfg.get("frame_cache_mb", 1024))
     settings = EncodeSettings(**dict(cfg.encode))
     samples, rejections, clips_per_input = [], [], {}
     for item in items:

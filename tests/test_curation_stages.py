@@ -21,13 +21,15 @@ from data_pipeline.demo import (
     render_source,
     write_source,
 )
-from data_pipeline.frames import evenly_spaced, read_frames
+from data_pipeline.frames import SOURCE_FRAMES, evenly_spaced, read_frames
+from data_pipeline.runner import EncodeSettings, encode_clip, run_stages
 from data_pipeline.stages.letterbox import LetterboxCropStage
 from data_pipeline.stages.motion import MotionStage
 from data_pipeline.stages.probe import ProbeStage
 from data_pipeline.stages.scenes import SceneSplitStage
 from ltx.data.schema import CropBox
-from ltx.data.video_io import encode_mp4, encode_png
+from ltx.data.shards import ShardSample
+from ltx.data.video_io import VideoDecodeError, decode_frames, encode_mp4, encode_png
 from ltx.registry import CURATION_STAGES
 
 W, H = 160, 120
@@ -369,3 +371,82 @@ def test_every_registered_stage_runs_on_a_probed_clip(name, media, tmp_path):
     assert all(o.reason and o.stage == name for o in outputs if isinstance(o, Rejection))
     if name in ("probe", "scenes", "letterbox", "motion"):
         assert all(isinstance(o, Clip) and o.info is not None for o in outputs)  # a clean moving shot passes
+
+
+# one decode per source
+
+
+@pytest.fixture
+def frame_cache():
+    """The process-wide frame cache, emptied before and restored to its default budget after."""
+    budget = SOURCE_FRAMES.max_bytes
+    SOURCE_FRAMES.clear()
+    yield SOURCE_FRAMES
+    SOURCE_FRAMES.max_bytes = budget
+    SOURCE_FRAMES.clear()
+
+
+def curate_one(source: str) -> list[tuple[Clip, ShardSample]]:
+    """Every clip stage (neural ones aside) and the encoder over one source."""
+    clips, rejections = run_stages(Path(source), [ProbeStage(), SceneSplitStage(min_seconds=0.5), LetterboxCropStage(),
+                                                  MotionStage(min_score=0)])
+    assert not rejections, rejections
+    return [(clip, encode_clip(clip, EncodeSettings(preset="ultrafast"))) for clip in clips]
+
+
+def test_each_source_is_decoded_once_for_all_stages_and_the_encoder(media, frame_cache):
+    before = frame_cache.decodes
+    shared = curate_one(media["cuts"])
+    assert frame_cache.decodes == before + 1 and len(shared) == 3  # three shots, one decode
+    frame_cache.configure(0)  # no cache: every stage decodes for itself, PySceneDetect through OpenCV
+    separate = curate_one(media["cuts"])
+    assert frame_cache.decodes == before + 1
+    assert [clip for clip, _ in shared] == [clip for clip, _ in separate]  # same cuts, crops, scores
+    for (_, first), (_, second) in zip(shared, separate):
+        assert first.metadata == second.metadata
+        assert np.array_equal(decode_frames(first.media, [0, 5]), decode_frames(second.media, [0, 5]))
+
+
+def test_a_source_over_the_cache_budget_is_read_directly(media, frame_cache):
+    frame_cache.configure(0.05)  # 50 KiB: less than one 160x120 frame's worth of frames
+    assert frame_cache.get(media["moving"]) is None
+    frames = read_frames(media["moving"], [3, 1, 3])
+    frame_cache.configure(64)
+    assert frame_cache.get(media["moving"]) is not None
+    assert np.array_equal(read_frames(media["moving"], [3, 1, 3]), frames)
+
+
+def test_the_cache_notices_a_rewritten_file(tmp_path, frame_cache):
+    path = tmp_path / "changing.mp4"
+    write_frames(path, [np.full((H, W, 3), 40, np.uint8)] * 4)
+    assert read_frames(path, [0]).mean() < 60
+    write_frames(path, [np.full((H, W, 3), 200, np.uint8)] * 6)
+    assert read_frames(path, [5]).mean() > 180
+
+
+def test_a_truncated_source_keeps_the_frames_before_the_damage(media, tmp_path, frame_cache):
+    data = Path(media["moving"]).read_bytes()
+    path = tmp_path / "cut_short.mp4"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(VideoDecodeError):
+        read_frames(path, [35])
+
+
+def test_scene_detection_on_cached_frames_matches_the_video_backend(media, frame_cache):
+    clip = probed(media["cuts"])
+    stage = SceneSplitStage()
+    from_cache = stage.detect_cuts(clip)
+    frame_cache.configure(0)
+    assert stage.detect_cuts(clip) == from_cache and len(from_cache) == 2
+
+
+def test_motion_methods_and_their_thresholds(media):
+    farneback = MotionStage(method="farneback")
+    assert farneback.min_score == 0.00013 and MotionStage().min_score == 0.00019
+    assert rejection(farneback(probed(media["static"]))).reason == "too_static"
+    moving = only(farneback(probed(media["moving"])))
+    assert isinstance(moving, Clip) and moving.motion_score > farneback.min_score
+    with pytest.raises(ValueError, match="valid: dis, farneback"):
+        MotionStage(method="lucas_kanade")
+    with pytest.raises(ValueError, match="valid: ultrafast, fast, medium"):
+        MotionStage(dis_preset="slowest")

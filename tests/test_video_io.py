@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import io
+
+import av
 import numpy as np
 import pytest
 from helpers import moving_square_frames
 
-from ltx.data.video_io import VideoDecodeError, decode_frames, decode_png, encode_mp4, encode_png, probe_video
+from ltx.data.video_io import (
+    VideoDecodeError,
+    decode_frames,
+    decode_png,
+    encode_mp4,
+    encode_png,
+    frame_to_rgb,
+    probe_video,
+    rgb_to_frame,
+)
 
 
 def test_mp4_round_trip_is_close_and_probe_reports_stream(video_bytes):
@@ -44,3 +56,17 @@ def test_png_round_trip_is_exact():
     assert np.array_equal(decode_png(encode_png(image)), image)
     with pytest.raises(VideoDecodeError):
         decode_png(b"nope")
+
+
+def test_fast_rgb_conversion_matches_swscale_and_falls_back_for_other_colour_spaces(video_bytes):
+    with av.open(io.BytesIO(video_bytes)) as container:
+        frames = list(container.decode(video=0))[:4]
+    for frame in frames:
+        swscale = frame.to_ndarray(format="rgb24").astype(np.int16)
+        assert np.abs(frame_to_rgb(frame).astype(np.int16) - swscale).max() <= 3  # same BT.601 matrix
+        frame.colorspace = 1  # tagged BT.709: OpenCV has no such matrix, swscale is used
+        assert np.array_equal(frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
+    image = moving_square_frames(1, 32, 48, seed=3)[0]
+    converted = rgb_to_frame(image)
+    assert converted.format.name == "yuv420p"
+    assert np.abs(converted.to_ndarray(format="rgb24").astype(np.int16) - image).mean() < 3.0

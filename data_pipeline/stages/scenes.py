@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from scenedetect import (
+    AdaptiveDetector,
+    ContentDetector,
+    FrameTimecode,
+    SceneManager,
+    VideoStream,
+    open_video,
+)
 from scenedetect.detector import SceneDetector
 
 from data_pipeline.clips import Clip, Rejection
+from data_pipeline.frames import SOURCE_FRAMES
 from ltx.registry import CURATION_STAGES
 
 DETECTORS = ("content", "adaptive")
@@ -32,7 +44,9 @@ class SceneSplitStage:
         max_seconds: shots longer than this are force-cut into ``split_seconds`` pieces (Panda-70M:
             every 5 s past 7 s); a last piece shorter than ``min_seconds`` joins the one before it.
             Defaults 7.0 and 5.0; ``max_seconds=None`` never force-cuts.
-        backend: PySceneDetect video backend, ``"opencv"`` (default, fastest here) or ``"pyav"``.
+        backend: PySceneDetect video backend for sources over the shared frame cache's budget,
+            ``"opencv"`` (default, fastest here) or ``"pyav"``. Sources that fit are not decoded
+            again: their cached frames go through the same SceneManager and detector.
 
     Clips with fewer than 2 frames (images) pass through unchanged. Cut positions are searched only
     inside ``[start_frame, end_frame)``; every other field of the input clip is kept. Rejection
@@ -82,7 +96,11 @@ class SceneSplitStage:
 
     def detect_cuts(self, clip: Clip) -> list[int]:
         """Source-frame indices where a new shot starts, strictly inside the clip, before trimming."""
-        video = open_video(clip.source, backend=self.backend)
+        cached = SOURCE_FRAMES.get(clip.source)
+        if cached is not None and cached.frames and not cached.error:
+            video = FramesVideoStream(cached.frames, clip.info.fps or 24.0, clip.source)
+        else:
+            video = open_video(clip.source, backend=self.backend)
         manager = SceneManager()
         manager.add_detector(self._make_detector())
         manager.detect_scenes(video, end_time=clip.end_frame)
@@ -110,3 +128,75 @@ class SceneSplitStage:
         if len(starts) > 1 and end - starts[-1] < min_frames:
             starts.pop()  # the short tail joins the piece before it
         return [clip.replace(start_frame=a, end_frame=b) for a, b in zip(starts, [*starts[1:], end])]
+
+
+class FramesVideoStream(VideoStream):
+    """Decoded RGB frames as a PySceneDetect video stream (BGR frames, positions by frame count, as
+    its OpenCV capture adapter), so detection reuses the frames the other stages share."""
+
+    BACKEND_NAME = "frames"
+
+    def __init__(self, frames: list[np.ndarray], fps: float, path: str = "frames"):
+        self._frames = frames  # (H, W, 3) uint8 RGB each
+        self._fps = Fraction(fps).limit_denominator(1001)
+        self._path = path
+        self._read = 0  # frames returned so far
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return self._path
+
+    @property
+    def is_seekable(self) -> bool:
+        return True
+
+    @property
+    def frame_rate(self) -> Fraction:
+        return self._fps
+
+    @property
+    def duration(self) -> FrameTimecode:
+        return self.base_timecode + len(self._frames)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        height, width = self._frames[0].shape[:2]
+        return (width, height)
+
+    @property
+    def aspect_ratio(self) -> float:
+        return 1.0
+
+    @property
+    def position(self) -> FrameTimecode:
+        """The last frame read (the first frame before any read)."""
+        return self.base_timecode + max(0, self._read - 1)
+
+    @property
+    def position_ms(self) -> float:
+        return max(0, self._read - 1) * 1000.0 / float(self._fps)
+
+    @property
+    def frame_number(self) -> int:
+        return self._read
+
+    def read(self, decode: bool = True) -> np.ndarray | bool:
+        if self._read >= len(self._frames):
+            return False
+        frame = self._frames[self._read]
+        self._read += 1
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if decode else True
+
+    def reset(self) -> None:
+        self._read = 0
+
+    def seek(self, target) -> None:
+        frame = target.frame_num if isinstance(target, FrameTimecode) else \
+            FrameTimecode(target, self._fps).frame_num
+        if frame < 0:
+            raise ValueError("seek target must be >= 0")
+        self._read = min(int(frame), len(self._frames))
