@@ -26,7 +26,7 @@ from data_pipeline.runner import EncodeSettings, encode_clip, run_stages
 from data_pipeline.stages.letterbox import LetterboxCropStage
 from data_pipeline.stages.motion import MotionStage
 from data_pipeline.stages.probe import ProbeStage
-from data_pipeline.stages.scenes import SceneSplitStage
+from data_pipeline.stages.scenes import FramesVideoStream, SceneSplitStage
 from ltx.data.schema import CropBox
 from ltx.data.shards import ShardSample
 from ltx.data.video_io import VideoDecodeError, decode_frames, encode_mp4, encode_png
@@ -432,12 +432,18 @@ def test_a_truncated_source_keeps_the_frames_before_the_damage(media, tmp_path, 
         read_frames(path, [35])
 
 
-def test_scene_detection_on_cached_frames_matches_the_video_backend(media, frame_cache):
-    clip = probed(media["cuts"])
+@pytest.mark.parametrize("scale", [1, 3])  # 480x360 is over PySceneDetect's 256-pixel downscaling width
+def test_scene_detection_on_cached_frames_matches_the_video_backend(media, frame_cache, tmp_path, scale):
+    source = media["cuts"] if scale == 1 else write_spec(tmp_path, "cuts_large", CUTS, width=W * scale,
+                                                         height=H * scale)
+    clip = probed(source)
     stage = SceneSplitStage()
     from_cache = stage.detect_cuts(clip)
     frame_cache.configure(0)
     assert stage.detect_cuts(clip) == from_cache and len(from_cache) == 2
+    frame_cache.configure(64)
+    stream = FramesVideoStream(frame_cache.get(source).frames, 24.0)
+    assert max(stream.frame_size) == min(max(W, H) * scale, 256)
 
 
 def test_motion_methods_and_their_thresholds(media):

@@ -15,6 +15,7 @@ from scenedetect import (
     open_video,
 )
 from scenedetect.detector import SceneDetector
+from scenedetect.scene_manager import compute_downscale_factor
 
 from data_pipeline.clips import Clip, Rejection
 from data_pipeline.frames import SOURCE_FRAMES
@@ -132,7 +133,12 @@ class SceneSplitStage:
 
 class FramesVideoStream(VideoStream):
     """Decoded RGB frames as a PySceneDetect video stream (BGR frames, positions by frame count, as
-    its OpenCV capture adapter), so detection reuses the frames the other stages share."""
+    its OpenCV capture adapter), so detection reuses the frames the other stages share.
+
+    The frames come already shrunk the way SceneManager's automatic downscaling would (longer side to
+    about 256 pixels, bilinear), and ``frame_size`` reports that size, so SceneManager finds nothing
+    left to shrink and the detector sees the same pixels, without converting full-size frames to BGR.
+    """
 
     BACKEND_NAME = "frames"
 
@@ -141,6 +147,10 @@ class FramesVideoStream(VideoStream):
         self._fps = Fraction(fps).limit_denominator(1001)
         self._path = path
         self._read = 0  # frames returned so far
+        height, width = frames[0].shape[:2]
+        factor = compute_downscale_factor(max(width, height))
+        self._size = (width, height) if factor <= 1 else \
+            (max(1, round(width / factor)), max(1, round(height / factor)))
 
     @property
     def path(self) -> str:
@@ -164,8 +174,7 @@ class FramesVideoStream(VideoStream):
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        height, width = self._frames[0].shape[:2]
-        return (width, height)
+        return self._size
 
     @property
     def aspect_ratio(self) -> float:
@@ -189,7 +198,11 @@ class FramesVideoStream(VideoStream):
             return False
         frame = self._frames[self._read]
         self._read += 1
-        return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if decode else True
+        if not decode:
+            return True
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_LINEAR)  # SceneManager's default
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
 
     def reset(self) -> None:
         self._read = 0
