@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick registry clean
+.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick ablations ablations-quick registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
 
 test: $(STAMP) ## Lint, then run the test suite
-	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks
+	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## Lint with ruff
-	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks
+	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments
 
 demo: $(STAMP) ## Run the system end to end on the demo data: curation, VAE, latents, DiT, samples (CPU, ~5 min)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
@@ -79,6 +79,12 @@ bench: $(STAMP) ## Benchmarks vs diffusers and the machine's GEMM peak -> benchm
 
 bench-quick: $(STAMP) ## A smoke run of the benchmarks (small sizes) -> outputs/bench-quick/
 	$(PY) -m benchmarks --quick --out outputs/bench-quick $(ARGS)
+
+ablations: $(STAMP) ## The paper's ablations at small scale -> experiments/<name>/results.md + plots (~25 min CPU; ARGS="rope_spacing ...")
+	$(PY) -m experiments $(ARGS)
+
+ablations-quick: $(STAMP) ## Every ablation for a few steps (what the test suite runs) -> outputs/experiments-quick/
+	$(PY) -m experiments --quick $(ARGS)
 
 registry: $(STAMP) ## Print every registry and its entries
 	$(PY) -m ltx.registry

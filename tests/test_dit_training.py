@@ -4,15 +4,18 @@ dropping, the deterministic validation loss."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
 from helpers import compose_config
+from safetensors.torch import load_file
 
 from ltx.cli.sample import latest_checkpoint, load_dit_module, read_image
 from ltx.cli.sample import run as sample_run
 from ltx.cli.train import run_training
 from ltx.data.video_io import probe_video
+from ltx.models.dit import DiTConfig, VideoTransformer
 from ltx.sampling import image_conditioning
 from ltx.training.dit_module import DiTModule, gather_tokens, keep_random_tokens
 from ltx.training.randomness import BatchRandomness
@@ -144,3 +147,13 @@ def test_sample_command_text_and_image_to_video(dit_run, demo_dir, tmp_path, cap
 def test_sample_command_explains_missing_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="make train-dit"):
         latest_checkpoint(tmp_path)
+
+
+def test_a_dit_diffusers_cannot_describe_is_exported_in_our_layout(demo_dir, tmp_path):
+    run_training(dit_config(demo_dir, tmp_path, "model.dit.rope_spacing=inverse_exponential", "trainer.max_steps=2"))
+    export = tmp_path / "export" / "transformer"
+    assert not (export / "config.json").exists()  # no diffusers directory that would load wrong RoPE
+    config = DiTConfig(**json.loads((export / "ltx_dit_config.json").read_text()))
+    assert config.rope_spacing == "inverse_exponential"
+    model = VideoTransformer(config)
+    model.load_state_dict(load_file(str(export / "transformer.safetensors")), strict=True)

@@ -10,7 +10,7 @@ import time
 from helpers import REPO_ROOT
 
 USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "convert",
-                "reconstruct", "latent-stats", "bench", "bench-quick", "registry")
+                "reconstruct", "latent-stats", "bench", "bench-quick", "ablations", "ablations-quick", "registry")
 
 
 def make(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:

@@ -3,6 +3,8 @@ dropout for guidance, random token dropping, a deterministic validation loss and
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
 from torchvision.utils import save_image
 
 from ltx.diffusion.conditioning import (
@@ -19,7 +22,7 @@ from ltx.diffusion.conditioning import (
     sample_conditioning_frames,
 )
 from ltx.diffusion.flow import velocity_target
-from ltx.interop.diffusers import export_transformer
+from ltx.interop.diffusers import export_transformer, transformer_config_to_diffusers
 from ltx.losses import WeightedLossTerms
 from ltx.models.dit import VideoTransformer, patchify_latents
 from ltx.models.vae import VideoAutoencoder
@@ -202,7 +205,21 @@ class DiTModule(TrainingStage):
         log_image(self.loggers, "samples", grid, self.global_step)
 
     def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-        """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout."""
+        """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout. A
+        DiT that layout cannot describe (positions, RoPE spacing or extent other than the release's, as
+        in the ablations or from a plugin) is written as ``transformer.safetensors`` with our own
+        ``ltx_dit_config.json`` (``ltx.interop.diffusers.load_transformer(file, DiTConfig(**json))``
+        reads it back), with a warning instead of failing at the end of training."""
         config = self.transformer.config
-        export_transformer(rebuild_with_weights(lambda: VideoTransformer(config), state_dict), path)
+        model = rebuild_with_weights(lambda: VideoTransformer(config), state_dict)
+        try:
+            transformer_config_to_diffusers(config)
+        except ValueError as error:
+            path.mkdir(parents=True, exist_ok=True)
+            state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+            save_file(state, str(path / "transformer.safetensors"))
+            (path / "ltx_dit_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            log.warning("%s: exported the DiT weights to %s in our layout instead", error, path)
+            return
+        export_transformer(model, path)
         log.info("exported DiT weights to %s", path)

@@ -176,7 +176,8 @@ class VAEModule(TrainingStage):
         if self.validation_lpips is not None:
             self.val_lpips.update(self.validation_lpips(reconstruction, video))
             self.log("val/lpips", self.val_lpips, batch_size=video.shape[0])
-        if batch_index == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        previews = self.training_cfg.get("num_preview_samples", 2)
+        if previews and batch_index == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.write_previews(video, reconstruction)
 
     def write_previews(self, video: torch.Tensor, reconstruction: torch.Tensor) -> None:

@@ -1,0 +1,54 @@
+"""``python -m experiments [NAME ...] [--quick] [--out DIR]`` (``make ablations``): run ablations.
+
+Full mode writes each ablation's ``results.json``, ``results.md`` and plot into
+``experiments/<name>/`` and keeps the shared data and training runs in ``outputs/experiments/``
+(a rerun reuses finished runs). ``--quick`` trains a few steps per variant (what the test suite runs)
+and writes everything under ``outputs/experiments-quick/`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from experiments.ablations import ABLATIONS, ROOT, Settings
+from experiments.report import update_readme, write
+from experiments.workspace import prepare
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help=f"ablations to run (default: all): {', '.join(ABLATIONS)}")
+    parser.add_argument("--quick", action="store_true", help="a few steps per variant (a smoke run)")
+    parser.add_argument("--out", type=Path, default=None, help="where results and runs go")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in ABLATIONS]
+    if unknown:
+        parser.error(f"unknown ablation(s) {unknown}; valid: {', '.join(ABLATIONS)}")
+    names = args.names or list(ABLATIONS)
+    work_root = args.out or Path("outputs/experiments-quick" if args.quick else "outputs/experiments")
+    started = time.perf_counter()
+    workspace = prepare(work_root / "workspace", args.quick)
+    print(f"workspace ready in {time.perf_counter() - started:.0f} s: {workspace.root}", flush=True)
+    written = {}
+    for name in names:
+        start = time.perf_counter()
+        result = ABLATIONS[name](workspace, Settings.load(name, args.quick))
+        seconds = time.perf_counter() - start
+        result.settings = {"quick": args.quick, **Settings.load(name, args.quick).__dict__}
+        command = f"python -m experiments {name}" + (" --quick" if args.quick else "")
+        directory = (work_root / name) if (args.quick or args.out) else ROOT / name
+        paths = write(result, directory, command, seconds)
+        if directory == ROOT / name:
+            update_readme(directory / "README.md", result, command, seconds)
+        written[name] = paths["markdown"]
+        print(f"{name}: {'reproduced' if result.reproduced else 'NOT reproduced'} - {result.verdict} "
+              f"({seconds:.0f} s) -> {paths['markdown']}", flush=True)
+    print(f"all done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    return written
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

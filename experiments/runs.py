@@ -1,0 +1,87 @@
+"""Training runs of the ablations: composed from ``conf/`` plus overrides, trained in this process
+through ``ltx.cli.train.run_training``, cached by their configuration (a finished run is not trained
+again, so ablations that share a baseline train it once), and their logged curves."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+
+from ltx.cli.train import CONFIG_DIR, run_training
+
+DONE = "done.json"
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a top-level config (``train_vae`` / ``train_dit``) and its overrides."""
+
+    config: str
+    overrides: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.config, sorted(self.overrides)])
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def run_dir(self, runs: Path) -> Path:
+        return runs / f"{self.config.removeprefix('train_')}-{self.key}"
+
+
+def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train ``spec`` into its run directory unless a finished run is there; ``after(trainer)`` measures
+    the trained module in the same process, and its result is stored with the run. Returns the stored
+    record (overrides, the result of ``after``)."""
+    run_dir = spec.run_dir(runs)
+    done = run_dir / DONE
+    if done.exists():
+        return json.loads(done.read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run: start it again
+    cfg = compose(spec.config, [*spec.overrides, f"run_dir={run_dir}"])
+    trainer = run_training(cfg)
+    record = {"config": spec.config, "overrides": list(spec.overrides), "steps": trainer.global_step,
+              "after": after(trainer) if after else None}
+    done.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` rows of ``key`` in the run's CSV log, in step order."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: was the run logged with logger=csv?")
+    with open(path) as handle:
+        rows = [(int(row["step"]), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
+    return sorted(rows)
+
+
+def last_value(run_dir: Path, key: str) -> float:
+    curve = metric_curve(run_dir, key)
+    if not curve:
+        raise ValueError(f"{run_dir} logged no {key!r}")
+    return curve[-1][1]
+
+
+def tail_mean(curve: list[tuple[int, float]], fraction: float = 0.2) -> float:
+    """The mean of the last ``fraction`` of a curve's values (a noisy training loss's level at the end)."""
+    values = [value for _, value in curve]
+    count = max(1, math.ceil(len(values) * fraction))
+    return sum(values[-count:]) / count
