@@ -142,6 +142,7 @@ def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], t
                 clips_per_input[item] += 1
             except Exception as error:  # unreadable frames surface here at the latest
                 rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}", item))
+    SOURCE_FRAMES.clear()  # the last source's frames: not kept past the shard
     path = shard_path(Path(cfg.output), index)
     scores = [{"key": s.key, "motion_score": s.metadata.motion_score, "aesthetic_score": s.metadata.aesthetic_score}
               for s in samples]

@@ -9,12 +9,14 @@ and writes everything under ``outputs/experiments-quick/`` unless ``--out`` says
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from experiments.ablations import ABLATIONS, ROOT, Settings
-from experiments.report import update_readme, write
+from experiments.report import update_readme, update_summary, write
+from experiments.runs import run_seconds
 from experiments.workspace import prepare
 
 
@@ -35,9 +37,13 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     written = {}
     for name in names:
         start = time.perf_counter()
-        result = ABLATIONS[name](workspace, Settings.load(name, args.quick))
+        settings = Settings.load(name, args.quick)
+        result = ABLATIONS[name](workspace, settings)
         seconds = time.perf_counter() - start
-        result.settings = {"quick": args.quick, **Settings.load(name, args.quick).__dict__}
+        runs = sorted(set(settings.runs))
+        result.settings = {"quick": args.quick, "variants": settings.variants, "steps": settings.steps,
+                           "seeds": settings.seeds, **settings.extra, "runs": [os.path.relpath(run) for run in runs],
+                           "training_minutes": round(sum(run_seconds(run) for run in runs) / 60, 1)}
         command = f"python -m experiments {name}" + (" --quick" if args.quick else "")
         directory = (work_root / name) if (args.quick or args.out) else ROOT / name
         paths = write(result, directory, command, seconds)
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         written[name] = paths["markdown"]
         print(f"{name}: {'reproduced' if result.reproduced else 'NOT reproduced'} - {result.verdict} "
               f"({seconds:.0f} s) -> {paths['markdown']}", flush=True)
+    if not (args.quick or args.out):
+        update_summary(ROOT / "README.md", [ROOT / name for name in ABLATIONS])
     print(f"all done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     return written
 

@@ -45,6 +45,7 @@ class Settings:
     steps: int
     seeds: list[int]
     extra: dict[str, Any]
+    runs: list[Path] = field(default_factory=list, compare=False)  # the run directories used, filled while running
 
     @classmethod
     def load(cls, name: str, quick: bool) -> Settings:
@@ -64,6 +65,7 @@ def dit_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -
                  f"callbacks.checkpoint.every_n_train_steps={steps}", *settings.variants[variant]]
     spec = RunSpec("train_dit", tuple(overrides))
     record = train(spec, workspace.runs, after=lambda trainer: validate_dit(trainer, workspace))
+    settings.runs.append(spec.run_dir(workspace.runs))
     return spec.run_dir(workspace.runs), record["after"]
 
 
@@ -93,7 +95,8 @@ def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[dict[str, di
             seen.append(losses["val_loss"])
             unseen.append(losses["val_loss_unseen_size"])
         rows[variant] = {"train_loss_end": _mean_spread(finals), "val_loss": _mean_spread(seen),
-                         "val_loss_unseen_size": _mean_spread(unseen), "seeds": len(settings.seeds)}
+                         "val_loss_unseen_size": _mean_spread(unseen), "seeds": len(settings.seeds),
+                         "per_seed": {"train_loss_end": finals, "val_loss": seen, "val_loss_unseen_size": unseen}}
         curves[variant] = _mean_curve(per_seed)
     return rows, curves
 
@@ -101,9 +104,11 @@ def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[dict[str, di
 def rope_spacing(workspace: Workspace, settings: Settings) -> Result:
     rows, curves = dit_ablation(workspace, settings)
     ours, other = rows["exponential"]["train_loss_end"]["mean"], rows["inverse_exponential"]["train_loss_end"]["mean"]
+    wins = paired_wins(rows["exponential"], rows["inverse_exponential"], "train_loss_end")
     reproduced = ours < other
     verdict = (f"exponential spacing ends at training loss {ours:.4f} against {other:.4f} for inverse-exponential "
-               f"(mean of {len(settings.seeds)} seeds): {'lower, as the paper reports' if reproduced else 'not lower'}")
+               f"(mean of {len(settings.seeds)} seeds; lower in {wins} of {len(settings.seeds)} same-seed pairs): "
+               f"{'lower, as the paper reports' if reproduced else 'not lower'}")
     return Result("rope_spacing", "Exponential RoPE frequency spacing gives a lower training loss than "
                   "inverse-exponential (paper Fig. 8).", ["train_loss_end", "val_loss"], rows, reproduced, verdict,
                   {"training loss": curves})
@@ -114,9 +119,11 @@ def positions(workspace: Workspace, settings: Settings) -> Result:
     best_unseen = strictly_lowest({v: row["val_loss_unseen_size"]["mean"] for v, row in rows.items()})
     best_train = strictly_lowest({v: row["train_loss_end"]["mean"] for v, row in rows.items()})
     reproduced = best_unseen == "relative_fractional"
+    pairs = ", ".join(f"{paired_wins(rows['relative_fractional'], rows[other], 'val_loss_unseen_size')} of "
+                      f"{len(settings.seeds)} against {other}" for other in rows if other != "relative_fractional")
     verdict = (f"lowest validation loss at the unseen size and duration: {best_unseen or 'a tie'}; lowest training "
                f"loss: {best_train or 'a tie'} ({'as' if reproduced else 'not as'} the paper's choice of "
-               f"relative-fractional positions)")
+               f"relative-fractional positions; relative-fractional lower at the unseen size in {pairs} same-seed pairs)")
     return Result("positions", "Relative-fractional positions work best, also at a resolution and duration "
                   "not seen in training (paper Sec. 2.2).", ["train_loss_end", "val_loss", "val_loss_unseen_size"],
                   rows, reproduced, verdict, {"training loss": curves})
@@ -127,6 +134,7 @@ def vae_run(workspace: Workspace, settings: Settings, variant: str) -> Path:
     overrides = vae_run_overrides(workspace, settings.steps, *settings.extra.get("base", []), *settings.variants[variant])
     spec = RunSpec("train_vae", tuple(overrides))
     train(spec, workspace.runs)
+    settings.runs.append(spec.run_dir(workspace.runs))
     return spec.run_dir(workspace.runs)
 
 
@@ -224,6 +232,11 @@ ABLATIONS: dict[str, Callable[[Workspace, Settings], Result]] = {
     "rope_spacing": rope_spacing, "positions": positions, "vae_gan": vae_gan, "vae_logvar": vae_logvar,
     "decoder_denoising": decoder_denoising, "dwt_loss": dwt_loss,
 }
+
+
+def paired_wins(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> int:
+    """In how many same-seed pairs ``ours`` has the lower ``key``."""
+    return sum(a < b for a, b in zip(ours["per_seed"][key], theirs["per_seed"][key]))
 
 
 def strictly_lowest(values: dict[str, float]) -> str | None:

@@ -36,7 +36,9 @@ def format_value(value: Any) -> str:
 
 def markdown(result: Result, command: str, seconds: float) -> str:
     lines = [f"# {result.name}: results", "", f"Claim: {result.claim}", "",
-             f"Command: `{command}`; hardware: {hardware()}; wall time {seconds / 60:.1f} min.", "",
+             f"Command: `{command}`; hardware: {hardware()}; training time of its runs "
+             f"{result.settings.get('training_minutes', 'n/a')} min (runs are cached by configuration: one shared "
+             f"with another ablation is trained once); this invocation {seconds / 60:.1f} min.", "",
              "| variant | " + " | ".join(result.columns) + " |", "|---" * (len(result.columns) + 1) + "|"]
     for variant, row in result.rows.items():
         lines.append(f"| {variant} | " + " | ".join(format_value(row.get(column)) for column in result.columns) + " |")
@@ -89,3 +91,23 @@ def write(result: Result, directory: Path, command: str, seconds: float) -> dict
     paths["markdown"].write_text(markdown(result, command, seconds))
     plot(result, paths["plot"])
     return paths
+
+
+SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+
+def update_summary(readme: Path, results_dirs: list[Path]) -> bool:
+    """One line per ablation with a ``results.json`` in ``results_dirs``: reproduced or not, the verdict."""
+    if not readme.exists() or SUMMARY_START not in readme.read_text():
+        return False
+    lines = ["| ablation | paper's direction reproduced | measured | training time |", "|---|---|---|---|"]
+    for directory in results_dirs:
+        path = directory / "results.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            lines.append(f"| [{record['name']}]({directory.name}/README.md) | {'yes' if record['reproduced'] else 'no'} | "
+                         f"{record['verdict']} | {record['settings'].get('training_minutes', 'n/a')} min |")
+    text = readme.read_text()
+    head, rest = text.split(SUMMARY_START, 1)
+    readme.write_text(head + SUMMARY_START + "\n" + "\n".join(lines) + "\n" + SUMMARY_END + rest.split(SUMMARY_END, 1)[1])
+    return True

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,21 @@ def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an interrupted run: start it again
     cfg = compose(spec.config, [*spec.overrides, f"run_dir={run_dir}"])
+    start = time.perf_counter()
     trainer = run_training(cfg)
     record = {"config": spec.config, "overrides": list(spec.overrides), "steps": trainer.global_step,
-              "after": after(trainer) if after else None}
+              "seconds": time.perf_counter() - start, "after": after(trainer) if after else None}
     done.write_text(json.dumps(record, indent=2))
     return record
+
+
+def run_seconds(run_dir: Path) -> float:
+    """How long a finished run took to train: stored with it, or (runs recorded before the time was
+    stored) from its files: the CSV log directory, made as training starts, to the record written at the end."""
+    record = json.loads((run_dir / DONE).read_text())
+    if "seconds" in record:
+        return float(record["seconds"])
+    return (run_dir / DONE).stat().st_mtime - (run_dir / "csv").stat().st_mtime
 
 
 def metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:

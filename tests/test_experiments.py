@@ -8,7 +8,16 @@ import json
 import pytest
 
 from experiments.__main__ import main
-from experiments.ablations import ABLATIONS, Settings
+from experiments.ablations import ABLATIONS, Result, Settings
+from experiments.report import (
+    RESULTS_END,
+    RESULTS_START,
+    SUMMARY_END,
+    SUMMARY_START,
+    update_readme,
+    update_summary,
+    write,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +61,29 @@ def test_runs_are_cached_by_configuration(quick_results):
     assert len(dit_runs) == 2 + 3  # rope spacing x 1 seed + positions x 1 seed (quick)
     for run in runs:
         record = json.loads((run / "done.json").read_text())
-        assert record["steps"] > 0
+        assert record["steps"] > 0 and record["seconds"] > 0
 
 
 def test_unknown_ablation_names_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["rope_spacings"])
     assert "valid: rope_spacing, positions" in capsys.readouterr().err
+
+
+def test_readme_blocks_are_replaced_with_the_measured_table(tmp_path):
+    result = Result("toy", "Lower is better.", ["loss"], {"a": {"loss": 0.5}, "b": {"loss": {"mean": 0.7, "min": 0.6,
+                                                                                          "max": 0.8}}},
+                    reproduced=True, verdict="a beats b", curves={"loss": {"a": [(0, 1.0), (1, 0.5)]}},
+                    settings={"training_minutes": 2.5})
+    directory = tmp_path / "toy"
+    write(result, directory, "python -m experiments toy", 60.0)
+    readme = directory / "README.md"
+    readme.write_text(f"# toy\n\nintro\n\n{RESULTS_START}\nold\n{RESULTS_END}\n\nafter\n")
+    assert update_readme(readme, result, "python -m experiments toy", 60.0)
+    text = readme.read_text()
+    assert "old" not in text and "intro" in text and "after" in text
+    assert "| a | 0.5000 |" in text and "| b | 0.7000 (0.6000-0.8000) |" in text and "![toy](toy.png)" in text
+    summary = tmp_path / "README.md"
+    summary.write_text(f"x\n{SUMMARY_START}\n{SUMMARY_END}\ny\n")
+    assert update_summary(summary, [directory, tmp_path / "missing"])
+    assert "| [toy](toy/README.md) | yes | a beats b | 2.5 min |" in summary.read_text()
