@@ -21,7 +21,7 @@ Findings on SLURM 22.05 (Debian 12):
   without ``B:``. ``--full`` also signals the batch shell, which bash's default action for SIGUSR1
   kills (the job FAILS); ``--batch`` signals only the batch shell, so the tasks never see it.
 - Requeue: ``scontrol requeue`` sets the job's eligible time about 120 s ahead; :meth:`requeue` (by
-  default) and :meth:`expedite` move it to now with ``scontrol update JobId=.. StartTime=now``.
+  default) and :meth:`expedite` make it eligible 2 s ahead with ``scontrol update JobId=.. StartTime=now+2``.
 """
 
 from __future__ import annotations
@@ -417,9 +417,13 @@ class LocalSlurmCluster:
 
     def expedite(self, job_id: int, timeout: float = 60.0) -> None:
         """Wait until a requeued job is PENDING again (also after a requeue from inside the job, e.g.
-        by Lightning) and make it eligible now (``scontrol update StartTime=now``)."""
+        by Lightning) and make it eligible 2 s from now (``scontrol update StartTime=now+2``).
+
+        Not at once: the requeue revokes the job's credential, and slurmd compares credential times in
+        whole seconds, so a relaunch within the same second is killed ("Job credential revoked"). That
+        race is what SLURM's own ~120 s delay avoids; 2 s is enough."""
         self.wait(job_id, {"PENDING"}, timeout)
-        _run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=self.env())
+        _run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+2"], env=self.env())
 
     def signal(self, job_id: int, signal: str = "USR1", target: str = "steps") -> None:
         """Send a signal with scancel. ``steps`` (default): the srun tasks, as ``--signal`` without ``B:``
