@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,7 @@ from data_pipeline.demo import generate_demo
 from experiments.runs import RunSpec, compose, train
 from ltx.cli import precompute
 
-UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every training bucket
-TRAINING_BUCKETS = ((1, 192, 256), (1, 256, 192), (9, 128, 192), (17, 128, 128), (25, 96, 128))
+UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every bucket of conf/data/demo.yaml
 
 
 @dataclass(frozen=True)
@@ -78,22 +78,29 @@ def prepare(root: Path, quick: bool) -> Workspace:
         with contextlib.redirect_stdout(io.StringIO()):
             generate_demo(workspace.demo)
     train(workspace.shared_vae, workspace.runs)
-    if not (workspace.latents / "done.json").exists():
-        encode_latents(workspace, workspace.latents, TRAINING_BUCKETS, with_train=True)
-    if not (workspace.unseen_latents.parent / "done.json").exists():
-        encode_latents(workspace, workspace.unseen_latents.parent, (UNSEEN_BUCKET,), with_train=False)
+    encode_latents(workspace, workspace.latents, None, with_train=True)
+    encode_latents(workspace, workspace.unseen_latents.parent, (UNSEEN_BUCKET,), with_train=False)
     return workspace
 
 
-def encode_latents(workspace: Workspace, output: Path, buckets: tuple[tuple[int, int, int], ...], with_train: bool) -> None:
-    """Precompute DiT inputs with the shared VAE (``ltx.cli.precompute``) at ``buckets``."""
-    bucket_list = "[" + ",".join(f"[{f},{h},{w}]" for f, h, w in buckets) + "]"
+def encode_latents(workspace: Workspace, output: Path, buckets: tuple[tuple[int, int, int], ...] | None,
+                   with_train: bool) -> None:
+    """Precompute DiT inputs with the shared VAE (``ltx.cli.precompute``) at ``buckets`` (None: the demo
+    data config's), unless latents of this VAE and these buckets are already there."""
+    made_by = {"vae_checkpoint": str(workspace.shared_vae_checkpoint), "buckets": buckets, "with_train": with_train}
+    done = output / "done.json"
+    if done.exists() and json.loads(done.read_text()).get("made_by") == json.loads(json.dumps(made_by)):
+        return
     overrides = [f"vae_checkpoint={workspace.shared_vae_checkpoint}", f"output={output}",
                  f"text_encoder.kwargs.path={workspace.demo / 'text_encoder'}",
                  f"data.train_shards={workspace.demo / 'shards' if with_train else 'null'}",
-                 f"data.val_shards={workspace.demo / 'val'}", f"data.buckets={bucket_list}", "samples_per_shard=4"]
+                 f"data.val_shards={workspace.demo / 'val'}", "samples_per_shard=4"]
+    if buckets:
+        overrides.append("data.buckets=[" + ",".join(f"[{f},{h},{w}]" for f, h, w in buckets) + "]")
+    if output.exists():
+        shutil.rmtree(output)  # latents of another VAE or other buckets
     with contextlib.redirect_stdout(io.StringIO()):
         counts = precompute.run(compose("precompute", overrides))
     if not counts.get("val"):
         raise RuntimeError(f"no held-out latents at buckets {buckets}: the demo's held-out sources do not fit them")
-    (output / "done.json").write_text(json.dumps(counts))
+    done.write_text(json.dumps({"counts": counts, "made_by": made_by}))
