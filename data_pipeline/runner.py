@@ -22,10 +22,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.clips import Clip, Rejection
-from data_pipeline.frames import SOURCE_FRAMES, read_frames
+from data_pipeline.frames import SOURCE_FRAMES, crop_resize_i420, read_frames, shrunk_size
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.shards import ShardSample, is_complete, write_shard
-from ltx.data.video_io import encode_mp4, encode_png
+from ltx.data.video_io import encode_i420_mp4, encode_mp4, encode_png
 from ltx.registry import CURATION_STAGES
 
 log = logging.getLogger(__name__)
@@ -94,13 +94,17 @@ def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
     """Decode, rotate upright, crop and resize a clip, and encode it as an H.264 sample of the schema."""
     crop = None if clip.crop is None else (clip.crop.x, clip.crop.y, clip.crop.w, clip.crop.h)
     indices = list(range(clip.start_frame, clip.end_frame))
-    frames = read_frames(clip.source, indices, crop=crop, max_side=settings.max_side)  # (F, H, W, 3)
     rotation = (clip.info.rotation if clip.info else 0) % 360
-    if rotation:
-        frames = np.rot90(frames, k=rotation // 90, axes=(1, 2))
-    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # even sizes for yuv420p
     is_image = clip.info is None or not clip.info.fps or clip.num_frames == 1
-    height, width = frames.shape[1:3]
+    planes = None if is_image or rotation else planar_clip(clip, crop, indices, settings.max_side)
+    if planes is not None:  # straight from the cached I420 planes: no RGB round trip
+        height, width = planes[0].shape[0] * 2 // 3, planes[0].shape[1]
+    else:
+        frames = read_frames(clip.source, indices, crop=crop, max_side=settings.max_side)  # (F, H, W, 3)
+        if rotation:
+            frames = np.rot90(frames, k=rotation // 90, axes=(1, 2))
+        frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # even sizes for yuv420p
+        height, width = frames.shape[1:3]
     full = clip.crop or CropBox(0, 0, clip.info.width if clip.info else width, clip.info.height if clip.info else height)
     metadata = ClipMetadata(
         source=clip.source, start_frame=clip.start_frame, end_frame=clip.end_frame,
@@ -111,8 +115,31 @@ def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
     )
     if is_image:
         return ShardSample(clip.key, encode_png(np.ascontiguousarray(frames[0])), "png", clip.caption or "", metadata)
-    media = encode_mp4(list(np.ascontiguousarray(frames)), float(clip.info.fps), crf=settings.crf, preset=settings.preset)
+    if planes is not None:
+        media = encode_i420_mp4(planes, float(clip.info.fps), crf=settings.crf, preset=settings.preset)
+    else:
+        media = encode_mp4(list(np.ascontiguousarray(frames)), float(clip.info.fps), crf=settings.crf,
+                           preset=settings.preset)
     return ShardSample(clip.key, media, "mp4", clip.caption or "", metadata)
+
+
+def planar_clip(clip: Clip, crop: tuple[int, int, int, int] | None, indices: list[int],
+                max_side: int) -> list[np.ndarray] | None:
+    """The clip's frames as I420 planes at the stored size (the longer side at most ``max_side``, both
+    even), cropped and resized plane by plane from the shared decode; None when that cannot be done
+    exactly (the source is not cached as planes, or the crop has odd coordinates)."""
+    source = SOURCE_FRAMES.get(clip.source)
+    if source is None or not source.planar or indices[-1] >= len(source.frames):
+        return None
+    if crop is not None and any(value % 2 for value in crop):
+        return None
+    height, width = source.frames[0].shape[0] * 2 // 3, source.frames[0].shape[1]
+    crop_width, crop_height = (crop[2], crop[3]) if crop else (width, height)
+    scaled_width, scaled_height = shrunk_size(crop_width, crop_height, max_side)
+    size = (scaled_width // 2 * 2, scaled_height // 2 * 2)
+    if min(size) < 2:
+        return None
+    return [crop_resize_i420(source.frames[index], crop, size) for index in indices]
 
 
 def shard_path(output: Path, index: int) -> Path:

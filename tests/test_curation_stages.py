@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,7 +22,14 @@ from data_pipeline.demo import (
     render_source,
     write_source,
 )
-from data_pipeline.frames import SOURCE_FRAMES, evenly_spaced, read_frames
+from data_pipeline.frames import (
+    SOURCE_FRAMES,
+    crop_resize_i420,
+    evenly_spaced,
+    prepare_frame,
+    prepare_gray,
+    read_frames,
+)
 from data_pipeline.runner import EncodeSettings, encode_clip, run_stages
 from data_pipeline.stages.letterbox import LetterboxCropStage
 from data_pipeline.stages.motion import MotionStage
@@ -398,13 +406,33 @@ def test_each_source_is_decoded_once_for_all_stages_and_the_encoder(media, frame
     before = frame_cache.decodes
     shared = curate_one(media["cuts"])
     assert frame_cache.decodes == before + 1 and len(shared) == 3  # three shots, one decode
-    frame_cache.configure(0)  # no cache: every stage decodes for itself, PySceneDetect through OpenCV
+    assert frame_cache.get(media["cuts"]).planar  # untagged H.264: kept as I420 planes
+    frame_cache.configure(0)  # no cache: every stage decodes for itself in RGB, PySceneDetect through OpenCV
     separate = curate_one(media["cuts"])
     assert frame_cache.decodes == before + 1
-    assert [clip for clip, _ in shared] == [clip for clip, _ in separate]  # same cuts, crops, scores
-    for (_, first), (_, second) in zip(shared, separate):
-        assert first.metadata == second.metadata
-        assert np.array_equal(decode_frames(first.media, [0, 5]), decode_frames(second.media, [0, 5]))
+    for (first_clip, first), (second_clip, second) in zip(shared, separate, strict=True):
+        assert (first_clip.start_frame, first_clip.end_frame, first_clip.crop) == \
+            (second_clip.start_frame, second_clip.end_frame, second_clip.crop)  # same cuts and crops
+        assert first_clip.motion_score == pytest.approx(second_clip.motion_score, rel=0.05)  # planes shrunk first
+        assert first.metadata.width == second.metadata.width and first.metadata.height == second.metadata.height
+        planar, rgb = decode_frames(first.media, [0, 5]), decode_frames(second.media, [0, 5])
+        assert np.abs(planar.astype(np.float32) - rgb).mean() < 2.0  # planes resized vs RGB resized
+
+
+def test_planar_frames_match_their_rgb_conversion(media, frame_cache):
+    source = frame_cache.get(media["letterbox_flash"])
+    assert source.planar
+    planes = source.frames[3]
+    rgb = source.rgb(3).astype(np.float32)
+    crop = (0, 16, W, H - 32)
+    resized = crop_resize_i420(planes, crop, (W // 2, (H - 32) // 2))
+    expected = prepare_frame(source.rgb(3), crop, W // 2, gray=False).astype(np.float32)
+    assert np.abs(cv2.cvtColor(resized, cv2.COLOR_YUV2RGB_I420) - expected).mean() < 2.0
+    gray = prepare_gray(planes, crop, 64).astype(np.float32)
+    assert np.abs(gray - prepare_frame(rgb.astype(np.uint8), crop, 64, gray=True)).mean() < 2.0
+    odd = (1, 16, W - 1, H - 32)  # odd crop: through the full-size RGB frame, exactly
+    assert np.array_equal(prepare_gray(planes, odd, 64), prepare_frame(source.rgb(3), odd, 64, gray=True))
+    assert np.array_equal(read_frames(media["letterbox_flash"], [3], gray=True)[0], prepare_gray(planes, None, None))
 
 
 def test_a_source_over_the_cache_budget_is_read_directly(media, frame_cache):
@@ -442,7 +470,7 @@ def test_scene_detection_on_cached_frames_matches_the_video_backend(media, frame
     frame_cache.configure(0)
     assert stage.detect_cuts(clip) == from_cache and len(from_cache) == 2
     frame_cache.configure(64)
-    stream = FramesVideoStream(frame_cache.get(source).frames, 24.0)
+    stream = FramesVideoStream(frame_cache.get(source), 24.0)
     assert max(stream.frame_size) == min(max(W, H) * scale, 256)
 
 

@@ -18,7 +18,7 @@ from scenedetect.detector import SceneDetector
 from scenedetect.scene_manager import compute_downscale_factor
 
 from data_pipeline.clips import Clip, Rejection
-from data_pipeline.frames import SOURCE_FRAMES
+from data_pipeline.frames import SOURCE_FRAMES, DecodedSource, split_i420
 from ltx.registry import CURATION_STAGES
 
 DETECTORS = ("content", "adaptive")
@@ -99,7 +99,7 @@ class SceneSplitStage:
         """Source-frame indices where a new shot starts, strictly inside the clip, before trimming."""
         cached = SOURCE_FRAMES.get(clip.source)
         if cached is not None and cached.frames and not cached.error:
-            video = FramesVideoStream(cached.frames, clip.info.fps or 24.0, clip.source)
+            video = FramesVideoStream(cached, clip.info.fps or 24.0, clip.source)
         else:
             video = open_video(clip.source, backend=self.backend)
         manager = SceneManager()
@@ -142,12 +142,14 @@ class FramesVideoStream(VideoStream):
 
     BACKEND_NAME = "frames"
 
-    def __init__(self, frames: list[np.ndarray], fps: float, path: str = "frames"):
-        self._frames = frames  # (H, W, 3) uint8 RGB each
+    def __init__(self, source: DecodedSource, fps: float, path: str = "frames"):
+        self._source = source
+        self._frames = source.frames  # RGB frames, or I420 planes when source.planar
         self._fps = Fraction(fps).limit_denominator(1001)
         self._path = path
         self._read = 0  # frames returned so far
-        height, width = frames[0].shape[:2]
+        first = source.frames[0]
+        height, width = (first.shape[0] * 2 // 3, first.shape[1]) if source.planar else first.shape[:2]
         factor = compute_downscale_factor(max(width, height))
         self._size = (width, height) if factor <= 1 else \
             (max(1, round(width / factor)), max(1, round(height / factor)))
@@ -196,10 +198,17 @@ class FramesVideoStream(VideoStream):
     def read(self, decode: bool = True) -> np.ndarray | bool:
         if self._read >= len(self._frames):
             return False
-        frame = self._frames[self._read]
+        index = self._read
         self._read += 1
         if not decode:
             return True
+        width, height = self._size
+        if self._source.planar and width % 2 == 0 and height % 2 == 0:  # shrink the planes, convert small
+            planes = self._frames[index]
+            if (planes.shape[1], planes.shape[0] * 2 // 3) != self._size:
+                planes = resize_i420_linear(planes, self._size)
+            return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+        frame = self._source.rgb(index)
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_LINEAR)  # SceneManager's default
         return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
@@ -213,3 +222,13 @@ class FramesVideoStream(VideoStream):
         if frame < 0:
             raise ValueError("seek target must be >= 0")
         self._read = min(int(frame), len(self._frames))
+
+
+def resize_i420_linear(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """I420 planes resized bilinearly (SceneManager's interpolation) to an even ``(width, height)``."""
+    width, height = size
+    luma, u, v = split_i420(planes)
+    luma = cv2.resize(luma, size, interpolation=cv2.INTER_LINEAR)
+    u = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
+    v = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
+    return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
