@@ -156,10 +156,10 @@ def read_frames(path: str | Path, indices: Sequence[int], crop: tuple[int, int, 
         if source is None:
             frames = _stream_frames(path, wanted)
         else:
-            if wanted[-1] >= len(source.frames) and source.error:
-                raise VideoDecodeError(f"cannot decode {path} past frame {len(source.frames)}: {source.error}")
             if wanted[-1] >= len(source.frames):
-                raise VideoDecodeError(f"{path} has no frame(s) {[i for i in wanted if i >= len(source.frames)][:5]}")
+                reason = f"cannot decode past frame {len(source.frames)}: {source.error}" if source.error else \
+                    f"has no frame(s) {[i for i in wanted if i >= len(source.frames)][:5]}"
+                raise VideoDecodeError(f"{path} {reason}")
             if gray and source.planar:  # shrink the planes first, convert small
                 return np.stack([prepare_gray(source.frames[i], crop, max_side) for i in indices])
             frames = {i: source.rgb(i) for i in wanted}
@@ -222,9 +222,10 @@ def split_i420(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return luma, u, v
 
 
-def crop_resize_i420(planes: np.ndarray, crop: tuple[int, int, int, int] | None, size: tuple[int, int]) -> np.ndarray:
-    """I420 planes cropped to ``(x, y, w, h)`` (all even) and resized (area averaging) to an even
-    ``(width, height)``, plane by plane: `(height * 3/2, width)`."""
+def crop_resize_i420(planes: np.ndarray, crop: tuple[int, int, int, int] | None, size: tuple[int, int],
+                     interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """I420 planes cropped to ``(x, y, w, h)`` (all even) and resized (area averaging by default) to an
+    even ``(width, height)``, plane by plane: `(height * 3/2, width)`."""
     luma, u, v = split_i420(planes)
     if crop is not None:
         x, y, w, h = crop
@@ -232,9 +233,9 @@ def crop_resize_i420(planes: np.ndarray, crop: tuple[int, int, int, int] | None,
             v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2]
     width, height = size
     if (luma.shape[1], luma.shape[0]) != size:
-        luma = cv2.resize(np.ascontiguousarray(luma), size, interpolation=cv2.INTER_AREA)
-        u = cv2.resize(np.ascontiguousarray(u), (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-        v = cv2.resize(np.ascontiguousarray(v), (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        luma = cv2.resize(np.ascontiguousarray(luma), size, interpolation=interpolation)
+        u = cv2.resize(np.ascontiguousarray(u), (width // 2, height // 2), interpolation=interpolation)
+        v = cv2.resize(np.ascontiguousarray(v), (width // 2, height // 2), interpolation=interpolation)
     return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
 
 

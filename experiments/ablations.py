@@ -53,7 +53,8 @@ class Settings:
         mode = raw.pop("quick" if quick else "full")
         raw.pop("full" if quick else "quick", None)
         variants = {key: list(value or []) for key, value in raw.pop("variants", {}).items()}
-        return cls(name, variants, int(mode["steps"]), list(mode.get("seeds", [0])), {**raw, **mode})
+        steps, seeds = int(mode.pop("steps")), list(mode.pop("seeds", [0]))
+        return cls(name, variants, steps, seeds, {**raw, **mode})
 
 
 # ---- DiT ablations ------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def vae_run(workspace: Workspace, settings: Settings, variant: str) -> Path:
 
 
 def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    videos = evaluation.held_out_videos(workspace.demo)
+    videos = evaluation.demo_videos(workspace.demo)
     lpips = evaluation.build_lpips(settings.extra.get("lpips_backbone"))
     rows, curves = {}, {}
     for variant in settings.variants:
@@ -179,7 +180,7 @@ def dwt_loss(workspace: Workspace, settings: Settings) -> Result:
 def vae_logvar(workspace: Workspace, settings: Settings) -> Result:
     # every demo clip, training and held-out: the question is how the latent space is used, and PCA over
     # 128 channels needs many latent positions
-    videos = evaluation.held_out_videos(workspace.demo, split="shards") + evaluation.held_out_videos(workspace.demo)
+    videos = evaluation.demo_videos(workspace.demo, split="shards") + evaluation.demo_videos(workspace.demo)
     rows, spectra, kls = {}, {}, {}
     for variant in settings.variants:
         run_dir = vae_run(workspace, settings, variant)
@@ -204,7 +205,7 @@ def vae_logvar(workspace: Workspace, settings: Settings) -> Result:
 
 
 def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
-    videos = evaluation.held_out_videos(workspace.demo)
+    videos = evaluation.demo_videos(workspace.demo)
     levels = [float(level) for level in settings.extra["noise_levels"]]
     timestep, renoise = float(settings.extra["decode_timestep"]), float(settings.extra["renoise_scale"])
     rows, curves = {}, {}

@@ -18,7 +18,7 @@ from ltx.models.vae.autoencoder import VideoAutoencoder
 from ltx.registry import LOSSES
 
 
-def held_out_videos(demo_dir: Path, max_batches: int | None = None, split: str = "val") -> list[torch.Tensor]:
+def demo_videos(demo_dir: Path, split: str = "val") -> list[torch.Tensor]:
     """The demo's held-out samples (``split="shards"``: its training samples) as `(B, 3, F, H, W)`
     batches in [-1, 1] (centre crops, the demo buckets), in a fixed order."""
     cfg = compose("train_vae", [f"data.train_shards={demo_dir / 'shards'}", f"data.val_shards={demo_dir / split}"])
@@ -26,8 +26,6 @@ def held_out_videos(demo_dir: Path, max_batches: int | None = None, split: str =
     videos = []
     for batch in datamodule.make_loader(datamodule.val_shards, resampled=False, random=False):
         videos.append(batch["video"])
-        if max_batches and len(videos) >= max_batches:
-            break
     if not videos:
         raise RuntimeError(f"no held-out videos in {demo_dir / 'val'}")
     return videos
@@ -58,9 +56,10 @@ def reconstruction_metrics(vae: VideoAutoencoder, videos: Iterable[torch.Tensor]
     """Encode (posterior mean) and decode (clean, timestep 0) each batch: PSNR and SSIM over frames,
     LPIPS when a backbone is given, the high-frequency error; means over batches."""
     vae.eval()
+    generator = torch.Generator().manual_seed(0)
     totals: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": [], "high_frequency_error": []}
     for video in videos:
-        reconstruction = decode_clean(vae, vae.encode(video).mean)
+        reconstruction = decode_clean(vae, vae.encode(video).mean, generator)
         totals["psnr"].append(float(peak_signal_noise_ratio(frames01(reconstruction), frames01(video), data_range=1.0)))
         totals["ssim"].append(float(structural_similarity_index_measure(frames01(reconstruction), frames01(video),
                                                                         data_range=1.0)))
@@ -70,8 +69,11 @@ def reconstruction_metrics(vae: VideoAutoencoder, videos: Iterable[torch.Tensor]
     return {name: (sum(values) / len(values) if values else None) for name, values in totals.items()}
 
 
-def decode_clean(vae: VideoAutoencoder, latents: torch.Tensor) -> torch.Tensor:
-    return vae.decode(latents, 0.0 if vae.config.timestep_conditioning else None).float().clamp(-1, 1)
+def decode_clean(vae: VideoAutoencoder, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Decode as if the latents were clean (timestep 0); ``generator`` draws the decoder's injected noise,
+    so a measurement repeats exactly."""
+    timestep = 0.0 if vae.config.timestep_conditioning else None
+    return vae.decode(latents, timestep, generator).float().clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -117,7 +119,7 @@ def noisy_latent_reconstruction(vae: VideoAutoencoder, videos: list[torch.Tensor
         for video in videos:
             latents = vae.encode(video).mean
             noisy = (1 - level) * latents + level * torch.randn(latents.shape, generator=generator)
-            clean = decode_clean(vae, noisy)
+            clean = decode_clean(vae, noisy, generator)
             renoised = (1 - renoise_scale) * noisy + renoise_scale * torch.randn(noisy.shape, generator=generator)
             denoised = vae.decode(renoised, decode_timestep, generator).float().clamp(-1, 1)
             for name, output in (("clean", clean), ("denoise", denoised)):

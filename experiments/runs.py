@@ -84,13 +84,6 @@ def metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
     return sorted(rows)
 
 
-def last_value(run_dir: Path, key: str) -> float:
-    curve = metric_curve(run_dir, key)
-    if not curve:
-        raise ValueError(f"{run_dir} logged no {key!r}")
-    return curve[-1][1]
-
-
 def tail_mean(curve: list[tuple[int, float]], fraction: float = 0.2) -> float:
     """The mean of the last ``fraction`` of a curve's values (a noisy training loss's level at the end)."""
     values = [value for _, value in curve]

@@ -33,6 +33,7 @@ from training_runs import (
     vae_overrides,
 )
 
+from benchmarks.activation_checkpointing import step as saved_bytes_step
 from ltx.cli.convert_checkpoint import convert
 from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
@@ -174,25 +175,8 @@ def test_activation_checkpointing_keeps_loss_and_gradients_and_saves_less(model)
     assert apply_activation_checkpointing(checkpointed) == len(block_slots(plain)) > 0
     assert list(checkpointed.state_dict()) == list(plain.state_dict())  # names unchanged (diffusers layout)
 
-    def loss_and_saved_bytes(network: torch.nn.Module) -> tuple[torch.Tensor, int]:
-        saved = []
-
-        def pack(tensor: torch.Tensor) -> torch.Tensor:
-            saved.append(tensor.numel() * tensor.element_size())
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            if model == "dit":
-                output = network(*inputs)
-            else:
-                posterior = network.encode(inputs[0])
-                output = network.decode(posterior.mean, torch.tensor([0.05]))
-            loss = output.float().pow(2).mean()
-        loss.backward()
-        return loss.detach(), sum(saved)
-
-    plain_loss, plain_bytes = loss_and_saved_bytes(plain)
-    checkpointed_loss, checkpointed_bytes = loss_and_saved_bytes(checkpointed)
+    plain_loss, plain_bytes = saved_bytes_step(model, plain, inputs)  # what the benchmark measures
+    checkpointed_loss, checkpointed_bytes = saved_bytes_step(model, checkpointed, inputs)
     torch.testing.assert_close(checkpointed_loss, plain_loss)
     for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)

@@ -18,7 +18,7 @@ from scenedetect.detector import SceneDetector
 from scenedetect.scene_manager import compute_downscale_factor
 
 from data_pipeline.clips import Clip, Rejection
-from data_pipeline.frames import SOURCE_FRAMES, DecodedSource, split_i420
+from data_pipeline.frames import SOURCE_FRAMES, DecodedSource, crop_resize_i420
 from ltx.registry import CURATION_STAGES
 
 DETECTORS = ("content", "adaptive")
@@ -206,7 +206,7 @@ class FramesVideoStream(VideoStream):
         if self._source.planar and width % 2 == 0 and height % 2 == 0:  # shrink the planes, convert small
             planes = self._frames[index]
             if (planes.shape[1], planes.shape[0] * 2 // 3) != self._size:
-                planes = resize_i420_linear(planes, self._size)
+                planes = crop_resize_i420(planes, None, self._size, cv2.INTER_LINEAR)  # SceneManager's default
             return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
         frame = self._source.rgb(index)
         if (frame.shape[1], frame.shape[0]) != self._size:
@@ -223,12 +223,3 @@ class FramesVideoStream(VideoStream):
             raise ValueError("seek target must be >= 0")
         self._read = min(int(frame), len(self._frames))
 
-
-def resize_i420_linear(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """I420 planes resized bilinearly (SceneManager's interpolation) to an even ``(width, height)``."""
-    width, height = size
-    luma, u, v = split_i420(planes)
-    luma = cv2.resize(luma, size, interpolation=cv2.INTER_LINEAR)
-    u = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
-    v = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
-    return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)

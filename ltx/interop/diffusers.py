@@ -8,6 +8,7 @@ safetensors only (no pickles), and nothing is fetched: paths are local.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -112,9 +113,12 @@ def write_diffusers_model(model: torch.nn.Module, config: dict[str, Any], class_
     path.mkdir(parents=True, exist_ok=True)
     values = {"_class_name": class_name, "_diffusers_version": DIFFUSERS_VERSION, **config}
     (path / "config.json").write_text(json.dumps(values, indent=2))
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(_contiguous_state(model), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
     return path
+
+
+def _contiguous_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
 
 
 def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoencoder:
@@ -177,6 +181,25 @@ def _load_model(path: Path, config: Any, class_name: str, config_from_diffusers:
 def export_transformer(model: VideoTransformer, path: str | Path) -> Path:
     """Write ``model`` as a directory that ``diffusers.LTXVideoTransformer3DModel.from_pretrained`` loads."""
     return write_diffusers_model(model, transformer_config_to_diffusers(model.config), TRANSFORMER_CLASS, Path(path))
+
+
+def diffusers_can_describe(config: DiTConfig) -> bool:
+    """Whether ``LTXVideoTransformer3DModel`` can express ``config`` (see ``transformer_config_to_diffusers``)."""
+    try:
+        transformer_config_to_diffusers(config)
+    except ValueError:
+        return False
+    return True
+
+
+def export_transformer_native(model: VideoTransformer, path: str | Path) -> Path:
+    """Write ``model`` as ``transformer.safetensors`` plus our ``ltx_dit_config.json``, for DiTs diffusers
+    cannot describe; ``load_transformer(path / "transformer.safetensors", DiTConfig(**json))`` reads it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(_contiguous_state(model), str(path / "transformer.safetensors"), metadata={"format": "pt"})
+    (path / "ltx_dit_config.json").write_text(json.dumps(dataclasses.asdict(model.config), indent=2))
+    return path
 
 
 SCHEDULER_CONFIG = {  # the release's FlowMatchEulerDiscreteScheduler settings (token-count shift, terminal 0.1)

@@ -3,8 +3,6 @@ dropout for guidance, random token dropping, a deterministic validation loss and
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 from torchvision.utils import save_image
 
 from ltx.diffusion.conditioning import (
@@ -22,7 +19,7 @@ from ltx.diffusion.conditioning import (
     sample_conditioning_frames,
 )
 from ltx.diffusion.flow import velocity_target
-from ltx.interop.diffusers import export_transformer, transformer_config_to_diffusers
+from ltx.interop.diffusers import diffusers_can_describe, export_transformer, export_transformer_native
 from ltx.losses import WeightedLossTerms
 from ltx.models.dit import VideoTransformer, patchify_latents
 from ltx.models.vae import VideoAutoencoder
@@ -205,21 +202,15 @@ class DiTModule(TrainingStage):
         log_image(self.loggers, "samples", grid, self.global_step)
 
     def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-        """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout. A
-        DiT that layout cannot describe (positions, RoPE spacing or extent other than the release's, as
-        in the ablations or from a plugin) is written as ``transformer.safetensors`` with our own
-        ``ltx_dit_config.json`` (``ltx.interop.diffusers.load_transformer(file, DiTConfig(**json))``
-        reads it back), with a warning instead of failing at the end of training."""
+        """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout; a DiT
+        that layout cannot describe (positions, RoPE spacing or extent other than the release's, as in
+        the ablations or from a plugin) in our own (``export_transformer_native``), with a warning."""
         config = self.transformer.config
         model = rebuild_with_weights(lambda: VideoTransformer(config), state_dict)
-        try:
-            transformer_config_to_diffusers(config)
-        except ValueError as error:
-            path.mkdir(parents=True, exist_ok=True)
-            state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-            save_file(state, str(path / "transformer.safetensors"))
-            (path / "ltx_dit_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-            log.warning("%s: exported the DiT weights to %s in our layout instead", error, path)
-            return
-        export_transformer(model, path)
-        log.info("exported DiT weights to %s", path)
+        if diffusers_can_describe(config):
+            export_transformer(model, path)
+            log.info("exported DiT weights to %s", path)
+        else:
+            export_transformer_native(model, path)
+            log.warning("diffusers' transformer hard-codes the release's positions and RoPE; exported the DiT "
+                        "weights to %s in our layout (transformer.safetensors + ltx_dit_config.json)", path)
