@@ -16,8 +16,8 @@ help: ## List the targets with one line each
 # The environment is rebuilt only when pyproject.toml is newer than the stamp.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,slurm]'
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -e '.[dev,slurm]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
