@@ -10,6 +10,7 @@ from diffusers import AutoencoderKLLTXVideo
 
 from ltx.interop.diffusers import export_vae, load_vae, vae_config_from_diffusers, vae_config_to_diffusers
 from ltx.models.vae import VAEConfig, VideoAutoencoder, vae_config
+from ltx.models.vae.layers import conv3d
 
 # A second, non-default architecture: unconditioned decoder without noise, widening up blocks
 # (exercising their shortcut ResBlocks), mixed residual upsamplers, deeper mid blocks.
@@ -214,3 +215,61 @@ def test_loading_explains_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="cannot be exported"):
         vae_config_to_diffusers(vae_config("tiny", uniform_logvar=False))
     assert vae_config_from_diffusers(vae_config_to_diffusers(CONFIGS["alternative"])) == CONFIGS["alternative"]
+
+
+@pytest.mark.parametrize(("channels", "shape", "stride", "kernel"), [
+    (16, (1, 16, 7, 8, 8), 1, 3), (8, (2, 8, 5, 16, 12), 2, 3), (4, (1, 4, 3, 6, 6), 1, 1)])
+def test_cpu_conv3d_matches_the_default_kernel_forward_and_backward(channels, shape, stride, kernel):
+    conv = torch.nn.Conv3d(channels, 2 * channels, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
+    x = torch.randn(shape, requires_grad=True)
+    expected = conv(x)
+    expected.square().sum().backward()
+    expected_grads = [x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+    x.grad = conv.weight.grad = conv.bias.grad = None
+    actual = conv3d(x, conv)
+    actual.square().sum().backward()
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip([x.grad, conv.weight.grad, conv.bias.grad], expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv3d(x, conv).dtype == torch.bfloat16  # autocast still casts: the default path
+
+
+def test_vae_convolutions_never_take_the_slow_cpu_kernel(tiny_vae):
+    """Batch-1 video at the deep, small stages is where PyTorch would pick slow_conv3d."""
+    with torch.no_grad(), torch.profiler.profile() as profiler:
+        tiny_vae.decode(tiny_vae.encode(video(9, 64, 64)).mean, torch.tensor([0.05]))
+    kernels = {event.key for event in profiler.key_averages()}
+    assert "aten::mkldnn_convolution" in kernels
+    assert not {name for name in kernels if "slow_conv3d" in name}, kernels
+
+
+@pytest.mark.parametrize("name", ["tiny", "alternative", "causality_swapped"])
+def test_inference_path_equals_the_autograd_path(name):
+    """Without autograd, ResBlocks work in place and the first / last convs run a few frames at a
+    time (fused with patchify / unpatchify): the same numbers as the plain path, inputs untouched."""
+    config = CONFIGS.get(name) or vae_config("tiny", encoder_causal=False, decoder_causal=True)
+    torch.manual_seed(0)
+    model = VideoAutoencoder(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)  # non-zero noise scales and tables
+    clip = video(17, 64, 96)
+    original = clip.clone()
+    timestep = torch.tensor([0.05]) if config.timestep_conditioning else None
+
+    def encode_decode():
+        latents = model.encode(clip).mean
+        before = latents.clone()
+        pixels = model.decode(latents, timestep, torch.Generator().manual_seed(3))
+        assert torch.equal(latents, before)
+        return latents, pixels
+
+    with torch.no_grad():
+        fast_latents, fast_pixels = encode_decode()
+    with torch.enable_grad():
+        plain_latents, plain_pixels = encode_decode()
+    assert plain_pixels.requires_grad  # really the autograd path
+    assert torch.equal(clip, original)
+    torch.testing.assert_close(fast_latents, plain_latents.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_pixels, plain_pixels.detach(), rtol=1e-5, atol=1e-5)

@@ -10,6 +10,8 @@ from ltx.models.common.embeddings import TimestepEmbedder
 from ltx.models.vae.config import VAEConfig
 from ltx.models.vae.layers import CausalConv3d, DepthToSpaceUpsampler, ResBlock3d, pixel_norm, unpatchify
 
+CHUNK_FRAMES = 4  # frames per piece of the last conv + unpatchify at inference (bounded memory)
+
 
 class DecoderMidBlock(nn.Module):
     """ResBlocks at the widest width; with conditioning, its own timestep MLP to a `(4C)` embedding."""
@@ -119,5 +121,9 @@ class Decoder(nn.Module):
             embedding = _stage_embedding(self.time_embedder, timestep, x).unflatten(1, (2, -1))  # (B, 2, C, 1, 1, 1)
             shift, scale = (embedding + self.scale_shift_table[None, ..., None, None, None]).unbind(dim=1)
             x = x * (1 + scale) + shift
-        x = self.conv_out(self.conv_act(x))  # (B, 3 * p * p, F, H/p, W/p)
-        return unpatchify(x, self.patch_size)  # (B, 3, F, H, W)
+        x = self.conv_act(x)
+        # (B, 3 * p * p, F, H/p, W/p) -> unpatchified (B, 3, F, H, W), a few frames at a time at inference
+        return self.conv_out.forward_in_time_chunks(x, CHUNK_FRAMES, finish=self._unpatchify)
+
+    def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        return unpatchify(x, self.patch_size)

@@ -9,6 +9,8 @@ from torch import nn
 from ltx.models.vae.config import VAEConfig
 from ltx.models.vae.layers import CausalConv3d, ResBlock3d, patchify, pixel_norm
 
+CHUNK_FRAMES = 4  # frames per piece of the patchify + first conv at inference (bounded memory)
+
 
 class DownBlock(nn.Module):
     """ResBlocks at one width, then an optional stride-2 causal conv, then a widening ResBlock."""
@@ -69,8 +71,11 @@ class Encoder(nn.Module):
         head_channels = config.latent_channels + 1 if config.uniform_logvar else 2 * config.latent_channels
         self.conv_out = CausalConv3d(widths[-1], head_channels, 3, causal=causal)
 
+    def _patchify(self, video: torch.Tensor) -> torch.Tensor:
+        return patchify(video, self.patch_size)  # (B, 3 * p * p, F, H/p, W/p)
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x = self.conv_in(patchify(video, self.patch_size))  # (B, C0, F, H/4, W/4)
+        x = self.conv_in.forward_in_time_chunks(video, CHUNK_FRAMES, prepare=self._patchify)  # (B, C0, F, H/4, W/4)
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)  # (B, C_last, F', H', W')

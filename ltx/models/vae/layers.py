@@ -3,8 +3,27 @@ depth-to-space upsampling, and the 4x4 patchify (LTX-Video paper, Sec. 3.1; rele
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+
+def conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """``conv(x)``, on CPU in float32 through oneDNN (mkldnn) whatever the shape.
+
+    PyTorch's CPU backend choice is tuned for 2D: a batch-1 3D input with fewer than ~20k
+    ``B*C*F*H`` elements and a 3x3x3 kernel goes to ``slow_conv3d`` (vol2col + GEMM), which is 2-8x
+    slower than oneDNN on the small, deep feature maps of a Video-VAE, forward and backward. The
+    result differs from the default kernel only by float32 summation order (~1e-7 relative).
+    Elsewhere (GPU, other dtypes, autocast, no oneDNN build) this is plain ``conv(x)``.
+    """
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
+            and conv.padding_mode == "zeros" and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")):
+        return torch.ops.aten.mkldnn_convolution(x.contiguous(), conv.weight, conv.bias, conv.padding, conv.stride,
+                                                 conv.dilation, conv.groups)
+    return conv(x)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -40,8 +59,42 @@ class CausalConv3d(nn.Module):
         back = x[:, :, -1:].expand(-1, -1, side, -1, -1)
         return torch.cat([front, x, back], dim=2)
 
+    def time_padding(self) -> tuple[int, int]:
+        """Edge frames repeated in front and behind by ``pad_time``."""
+        if self.causal:
+            return self.kernel_size - 1, 0
+        return (self.kernel_size - 1) // 2, (self.kernel_size - 1) // 2
+
+    def forward_in_time_chunks(self, x: torch.Tensor, chunk_frames: int,
+                               prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                               finish: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``finish(self(prepare(x)))`` for per-frame ``prepare`` / ``finish`` (patchify, unpatchify).
+
+        Without autograd it is computed ``chunk_frames`` output frames at a time into one output
+        tensor, so the full-size intermediates (the 48-channel patchified video at the encoder's
+        input, the decoder's last conv output) are never whole. With autograd: one pass.
+        """
+        prepare = prepare or (lambda frames: frames)
+        finish = finish or (lambda frames: frames)
+        if torch.is_grad_enabled() or self.conv.stride[0] != 1:
+            return finish(self(prepare(x)))
+        front, back = self.time_padding()
+        frames, out = x.shape[2], None
+        for start in range(0, frames, chunk_frames):
+            stop = min(frames, start + chunk_frames)
+            index = torch.arange(start - front, stop + back, device=x.device).clamp_(0, frames - 1)
+            piece = finish(self.convolve(prepare(x.index_select(2, index))))  # edge frames repeated
+            if out is None:
+                out = piece.new_empty(*piece.shape[:2], frames, *piece.shape[3:])
+            out[:, :, start:stop] = piece
+        return out
+
+    def convolve(self, padded: torch.Tensor) -> torch.Tensor:
+        """The convolution alone, on an input ``pad_time`` already padded: `(B, C, F + k - 1, H, W)`."""
+        return conv3d(padded, self.conv)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.pad_time(x))
+        return self.convolve(self.pad_time(x))
 
 
 class ResBlock3d(nn.Module):
@@ -60,7 +113,6 @@ class ResBlock3d(nn.Module):
         self.conv1 = CausalConv3d(in_channels, out_channels, 3, causal=causal)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = CausalConv3d(out_channels, out_channels, 3, causal=causal)
-        self.act = nn.SiLU()
         self.norm3 = self.conv_shortcut = None
         if in_channels != out_channels:
             self.norm3 = nn.LayerNorm(in_channels, eps=eps, elementwise_affine=True)
@@ -75,32 +127,49 @@ class ResBlock3d(nn.Module):
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
+        # Without autograd (inference) the intermediates are updated in place and each is dropped as
+        # soon as its successor exists: at most x, one padded input and one conv output are alive.
+        inplace = not torch.is_grad_enabled()
+        scale2 = shift2 = None
         h = pixel_norm(x)
         if self.scale_shift_table is not None:
             if embedding is None:
                 raise ValueError("this block is timestep-conditioned: pass the timestep embedding")
             modulation = embedding.unflatten(1, (4, -1)) + self.scale_shift_table[None, ..., None, None, None]
             shift1, scale1, shift2, scale2 = modulation.unbind(dim=1)  # each (B, C, 1, 1, 1)
-            h = h * (1 + scale1) + shift1
-        h = self.conv1(self.act(h))
-        h = self._add_noise(h, self.per_channel_scale1, generator)
+            h = _modulate(h, scale1, shift1, inplace)
+        h = self.conv1.pad_time(_silu(h, inplace))
+        h = self.conv1.convolve(h)
+        h = self._add_noise(h, self.per_channel_scale1, generator, inplace)
         h = pixel_norm(h)
-        if self.scale_shift_table is not None:
-            h = h * (1 + scale2) + shift2
-        h = self.conv2(self.dropout(self.act(h)))
-        h = self._add_noise(h, self.per_channel_scale2, generator)
+        if scale2 is not None:
+            h = _modulate(h, scale2, shift2, inplace)
+        h = self.conv2.pad_time(self.dropout(_silu(h, inplace)))
+        h = self.conv2.convolve(h)
+        h = self._add_noise(h, self.per_channel_scale2, generator, inplace)
         shortcut = x
         if self.norm3 is not None:
             shortcut = self.norm3(shortcut.movedim(1, -1)).movedim(-1, 1)
             shortcut = self.conv_shortcut(shortcut)
-        return h + shortcut
+        return h.add_(shortcut) if inplace else h + shortcut
 
     @staticmethod
-    def _add_noise(h: torch.Tensor, scale: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    def _add_noise(h: torch.Tensor, scale: torch.Tensor | None, generator: torch.Generator | None,
+                   inplace: bool) -> torch.Tensor:
         if scale is None:
             return h
         noise = torch.randn(h.shape[-2:], generator=generator, device=h.device, dtype=h.dtype)  # (H, W)
-        return h + (noise[None] * scale)[None, :, None]  # (1, C, 1, H, W)
+        noise = (noise[None] * scale)[None, :, None]  # (1, C, 1, H, W)
+        return h.add_(noise) if inplace else h + noise
+
+
+def _modulate(h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """AdaLN ``h * (1 + scale) + shift``; ``inplace`` overwrites ``h`` (inference only)."""
+    return h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
+
+
+def _silu(h: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return nn.functional.silu(h, inplace=inplace)
 
 
 def depth_to_space(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
@@ -129,12 +198,15 @@ class DepthToSpaceUpsampler(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         drop = self.stride[0] - 1
-        out = depth_to_space(self.conv(x), self.stride)[:, :, drop:]  # (B, C', 2F-1, 2H, 2W)
+        out = depth_to_space(self.conv(x), self.stride)  # (B, C', 2F, 2H, 2W), a fresh tensor
         if self.residual:
+            # The release repeats the rearranged input over channels; adding it broadcast over
+            # `repeats` groups of channels is the same sum without materialising the repeat.
             repeats = self.stride[0] * self.stride[1] * self.stride[2] // self.upscale_factor
-            shortcut = depth_to_space(x, self.stride).repeat(1, repeats, 1, 1, 1)[:, :, drop:]
-            out = out + shortcut
-        return out
+            shortcut = depth_to_space(x, self.stride).unsqueeze(1)  # (B, 1, C'/repeats, 2F, 2H, 2W)
+            grouped = out.unflatten(1, (repeats, -1))  # (B, repeats, C'/repeats, 2F, 2H, 2W)
+            out = (grouped.add_(shortcut) if not torch.is_grad_enabled() else grouped + shortcut).flatten(1, 2)
+        return out[:, :, drop:]  # (B, C', 2F-1, 2H, 2W)
 
 
 def patchify(video: torch.Tensor, patch_size: int) -> torch.Tensor:
