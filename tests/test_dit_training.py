@@ -157,3 +157,33 @@ def test_a_dit_diffusers_cannot_describe_is_exported_in_our_layout(demo_dir, tmp
     assert config.rope_spacing == "inverse_exponential"
     model = VideoTransformer(config)
     model.load_state_dict(load_file(str(export / "transformer.safetensors")), strict=True)
+
+
+@pytest.mark.parametrize(("algorithm", "scaler"), [("norm", None), ("value", None), ("norm", "fp16 scaler")])
+def test_gradient_clipping_with_the_fused_default_optimizer(demo_dir, tmp_path, algorithm, scaler):
+    """The default AdamW is fused; Lightning's mixed-precision plugin refuses to clip for it. Without
+    a gradient scaler (bf16, fp32) the module clips itself; with one it leaves Lightning's refusal."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    module = DiTModule(dit_config(demo_dir, tmp_path))
+    optimizer = module.configure_optimizers()
+    assert optimizer.defaults["fused"]
+    parameters = [p for p in module.transformer.parameters()]
+    for parameter in parameters:
+        parameter.grad = torch.full_like(parameter, 3.0)
+    plugin = MixedPrecision("bf16-mixed", "cpu")
+    if scaler:
+        plugin.scaler = torch.amp.GradScaler("cpu")
+    module._trainer = SimpleNamespace(precision_plugin=plugin, gradient_clip_val=1.0, gradient_clip_algorithm=algorithm)
+    if scaler:
+        with pytest.raises(RuntimeError, match="fused"):
+            module.configure_gradient_clipping(optimizer, 1.0, algorithm)
+        return
+    module.configure_gradient_clipping(optimizer, 1.0, algorithm)
+    if algorithm == "norm":
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters]))
+        assert total == pytest.approx(1.0, rel=1e-4)
+    else:
+        assert all(p.grad.max() == 1.0 for p in parameters)
