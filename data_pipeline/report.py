@@ -62,18 +62,17 @@ def write_report(output: Path, expected_inputs: int | None = None) -> dict[str, 
 
 def write_histogram(values: list[float], name: str, path: Path) -> None:
     """A PNG histogram of ``values`` (an empty plot saying "not scored" when there are none)."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3))
+    figure = Figure(figsize=(5, 3))  # no pyplot: no global figure manager, nothing to close
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.18, top=0.95)  # fixed margins (tight_layout took 0.1 s)
     if values:
         axis.hist(values, bins=min(30, max(5, len(values))))
         axis.set_ylabel("clips")
     else:
         axis.text(0.5, 0.5, "not scored in this run", ha="center", va="center", transform=axis.transAxes)
     axis.set_xlabel(name.replace("_", " "))
-    figure.tight_layout()
     figure.savefig(path, dpi=80)
-    plt.close(figure)

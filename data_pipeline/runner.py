@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,15 +91,51 @@ class EncodeSettings:
     max_side: int = 512
     crf: int = 18
     preset: str = "veryfast"
+    threads: int | str = "auto"  # x264 threads per worker; auto = the CPUs this process may use / workers
+
+    def encoder_threads(self, workers: int) -> int:
+        if self.threads == "auto":
+            return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"encode.threads must be a positive integer or 'auto', got {self.threads!r}")
+        return self.threads
 
 
-def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
-    """Decode, rotate upright, crop and resize a clip, and encode it as an H.264 sample of the schema."""
+@dataclass
+class PreparedClip:
+    """A clip's pixels at the stored size, read from the source (I420 planes when they come straight
+    from the shared decode, else RGB frames), and its metadata: all that encoding needs, so it can
+    run on another thread while the next source is analysed."""
+
+    key: str
+    caption: str
+    metadata: ClipMetadata
+    fps: float | None
+    planes: list[np.ndarray] | None = None
+    frames: np.ndarray | None = None  # (F, H, W, 3) uint8 RGB
+
+    def encode(self, settings: EncodeSettings, threads: int = 1) -> ShardSample:
+        """H.264 mp4 (PNG for a still image); x264 releases the GIL while it works."""
+        if self.fps is None:
+            return ShardSample(self.key, encode_png(np.ascontiguousarray(self.frames[0])), "png", self.caption,
+                               self.metadata)
+        if self.planes is not None:
+            media = encode_i420_mp4(self.planes, self.fps, crf=settings.crf, preset=settings.preset, threads=threads)
+        else:
+            media = encode_mp4(list(np.ascontiguousarray(self.frames)), self.fps, crf=settings.crf,
+                               preset=settings.preset, threads=threads)
+        return ShardSample(self.key, media, "mp4", self.caption, self.metadata)
+
+
+def prepare_clip(clip: Clip, settings: EncodeSettings) -> PreparedClip:
+    """Decode, rotate upright, crop and resize a clip to the stored size (even sides)."""
     crop = None if clip.crop is None else (clip.crop.x, clip.crop.y, clip.crop.w, clip.crop.h)
     indices = list(range(clip.start_frame, clip.end_frame))
     rotation = (clip.info.rotation if clip.info else 0) % 360
     is_image = clip.info is None or not clip.info.fps or clip.num_frames == 1
-    planes = None if is_image or rotation else planar_clip(clip, crop, indices, settings.max_side)
+    planes = frames = None
+    if not is_image and not rotation:
+        planes = planar_clip(clip, crop, indices, settings.max_side)
     if planes is not None:  # straight from the cached I420 planes: no RGB round trip
         height, width = planes[0].shape[0] * 2 // 3, planes[0].shape[1]
     else:
@@ -106,21 +145,20 @@ def encode_clip(clip: Clip, settings: EncodeSettings) -> ShardSample:
         frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # even sizes for yuv420p
         height, width = frames.shape[1:3]
     full = clip.crop or CropBox(0, 0, clip.info.width if clip.info else width, clip.info.height if clip.info else height)
+    fps = None if is_image else float(clip.info.fps)
     metadata = ClipMetadata(
         source=clip.source, start_frame=clip.start_frame, end_frame=clip.end_frame,
-        fps=None if is_image else float(clip.info.fps), num_frames=len(indices), width=width, height=height,
+        fps=fps, num_frames=len(indices), width=width, height=height,
         crop=full, motion_score=clip.motion_score, aesthetic_score=clip.aesthetic_score,
         caption_source=clip.caption_source or "none",
         extra={"rotation": rotation, "caption": clip.caption or "", **clip.extra},
     )
-    if is_image:
-        return ShardSample(clip.key, encode_png(np.ascontiguousarray(frames[0])), "png", clip.caption or "", metadata)
-    if planes is not None:
-        media = encode_i420_mp4(planes, float(clip.info.fps), crf=settings.crf, preset=settings.preset)
-    else:
-        media = encode_mp4(list(np.ascontiguousarray(frames)), float(clip.info.fps), crf=settings.crf,
-                           preset=settings.preset)
-    return ShardSample(clip.key, media, "mp4", clip.caption or "", metadata)
+    return PreparedClip(clip.key, clip.caption or "", metadata, fps, planes, frames)
+
+
+def encode_clip(clip: Clip, settings: EncodeSettings, threads: int = 1) -> ShardSample:
+    """Decode, rotate upright, crop and resize a clip, and encode it as an H.264 sample of the schema."""
+    return prepare_clip(clip, settings).encode(settings, threads)
 
 
 def planar_clip(clip: Clip, crop: tuple[int, int, int, int] | None, indices: list[int],
@@ -158,17 +196,37 @@ def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], t
     stages = _STAGES_CACHE[key]
     SOURCE_FRAMES.configure(cfg.get("frame_cache_mb", 1024))
     settings = EncodeSettings(**dict(cfg.encode))
+    threads = settings.encoder_threads(int(cfg.get("concurrent_workers", cfg.workers)))
     samples, rejections, clips_per_input = [], [], {}
-    for item in items:
-        clips, rejected = run_stages(Path(item), stages)
-        rejections += rejected
-        clips_per_input[item] = 0
-        for clip in clips:
-            try:
-                samples.append(encode_clip(clip, settings))
-                clips_per_input[item] += 1
-            except Exception as error:  # unreadable frames surface here at the latest
-                rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}", item))
+    encoding: deque[tuple[str, Clip, Future[ShardSample]]] = deque()
+
+    def collect(job: tuple[str, Clip, Future[ShardSample]]) -> None:
+        item, clip, future = job
+        try:
+            samples.append(future.result())
+            clips_per_input[item] += 1
+        except Exception as error:  # unreadable frames surface here at the latest
+            rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}", item))
+
+    # x264 encodes on a thread of its own while the main thread analyses the next clips and sources
+    # (both release the GIL for most of their work); at most two prepared clips wait in memory.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as encoder:
+        for item in items:
+            clips, rejected = run_stages(Path(item), stages)
+            rejections += rejected
+            clips_per_input[item] = 0
+            for clip in clips:
+                future: Future[ShardSample] = Future()
+                try:
+                    prepared = prepare_clip(clip, settings)
+                    future = encoder.submit(prepared.encode, settings, threads)
+                except Exception as error:
+                    future.set_exception(error)
+                encoding.append((item, clip, future))
+                while len(encoding) > 2 or (encoding and encoding[0][2].done()):
+                    collect(encoding.popleft())
+        while encoding:
+            collect(encoding.popleft())
     SOURCE_FRAMES.clear()  # the last source's frames: not kept past the shard
     path = shard_path(Path(cfg.output), index)
     scores = [{"key": s.key, "motion_score": s.metadata.motion_score, "aesthetic_score": s.metadata.aesthetic_score}
@@ -198,7 +256,8 @@ def run_task(cfg: DictConfig, rank: int = 0, num_tasks: int = 1) -> list[str]:
     log.info("task %d/%d: %d shards, %d already complete", rank, num_tasks, len(mine), len(mine) - len(todo))
     container = OmegaConf.to_container(cfg, resolve=True)
     workers = max(1, int(cfg.workers))
-    if workers == 1 or len(todo) <= 1:
+    container["concurrent_workers"] = 1 if workers == 1 or len(todo) <= 1 else min(workers, len(todo))
+    if container["concurrent_workers"] == 1:
         return [process_shard(index, shards[index], container, rank) for index in todo]
     with multiprocessing.get_context("spawn").Pool(min(workers, len(todo))) as pool:
         return pool.starmap(process_shard, [(index, shards[index], container, rank) for index in todo])

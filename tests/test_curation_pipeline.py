@@ -169,3 +169,13 @@ def test_encode_stores_rotated_sources_upright(demo_dir):
     upright = read_frames(source, [0], max_side=128)[0]
     stored = decode_frames(sample.media, [0])[0]
     assert np.abs(stored.astype(float) - np.rot90(upright, k=1).astype(float)).mean() < 6
+
+
+def test_encoder_threads_share_the_cpus_between_workers():
+    cpus = len(os.sched_getaffinity(0))
+    assert EncodeSettings().encoder_threads(1) == cpus
+    assert EncodeSettings().encoder_threads(cpus * 2) == 1
+    assert EncodeSettings(threads=3).encoder_threads(8) == 3
+    for bad in (0, "many"):
+        with pytest.raises(ValueError, match="encode.threads must be a positive integer or 'auto'"):
+            EncodeSettings(threads=bad).encoder_threads(1)

@@ -10,8 +10,6 @@ from ltx.data.schema import CropBox
 from ltx.data.video_io import VideoDecodeError
 from ltx.registry import CURATION_STAGES
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as FFmpeg's Y plane
-
 
 @CURATION_STAGES.register("letterbox")
 class LetterboxCropStage:
@@ -61,10 +59,11 @@ class LetterboxCropStage:
         if clip.num_frames <= 0:
             return [Rejection(clip.key, self.name, "no_frames", f"range {clip.start_frame}-{clip.end_frame}")]
         try:
-            frames = read_frames(clip.source, evenly_spaced(clip, self.num_frames), crop=clip_crop(clip))
+            # BT.601 luma of the RGB frames (OpenCV's grey: the weights below, rounded to uint8)
+            luma = read_frames(clip.source, evenly_spaced(clip, self.num_frames), crop=clip_crop(clip), gray=True)
         except VideoDecodeError as error:
             return [Rejection(clip.key, self.name, "unreadable", str(error))]
-        luma = frames.astype(np.float32) @ LUMA  # (N, H, W)
+        luma = luma.astype(np.float32)  # (N, H, W)
         boxes = [box for box in (self.frame_box(frame) for frame in luma) if box is not None]
         if not boxes:
             return [Rejection(clip.key, self.name, "all_black", f"{len(luma)} sampled frames are black")]

@@ -62,11 +62,13 @@ def rgb_to_frame(image: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(planes, format="yuv420p")
 
 
-def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium") -> bytes:
+def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium",
+               threads: int = 1) -> bytes:
     """Encode RGB frames `(H, W, 3) uint8` as H.264 (yuv420p, BT.601 limited range) mp4 bytes.
 
-    H and W must be even (yuv420p). Encoding is single-threaded so that the same frames decode to the
-    same pixels (the container bytes may still differ slightly between runs).
+    H and W must be even (yuv420p). ``threads`` > 1 uses x264's frame threading, which is
+    deterministic: the same frames and settings give the same pixels whatever the thread count
+    (the container bytes differ, x264 writes its settings into the stream).
     """
 
     def converted() -> Iterable[av.VideoFrame]:
@@ -77,10 +79,11 @@ def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: 
                 raise ValueError(f"H.264 yuv420p needs even sizes, got {frame.shape[1]}x{frame.shape[0]}")
             yield rgb_to_frame(frame)
 
-    return _encode_h264(converted(), fps, crf, preset)
+    return _encode_h264(converted(), fps, crf, preset, threads)
 
 
-def encode_i420_mp4(planes: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium") -> bytes:
+def encode_i420_mp4(planes: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium",
+                    threads: int = 1) -> bytes:
     """``encode_mp4`` for frames already in I420 (BT.601 limited range): `(H * 3/2, W) uint8` each, the
     Y plane over the U and V planes as OpenCV and PyAV lay them out; H and W even."""
 
@@ -90,10 +93,12 @@ def encode_i420_mp4(planes: Iterable[np.ndarray], fps: float, crf: int = 18, pre
                 raise ValueError(f"I420 frames must be (H * 3/2, W) uint8 with H and W even, got {plane.shape}")
             yield av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p")
 
-    return _encode_h264(wrapped(), fps, crf, preset)
+    return _encode_h264(wrapped(), fps, crf, preset, threads)
 
 
-def _encode_h264(frames: Iterable[av.VideoFrame], fps: float, crf: int, preset: str) -> bytes:
+def _encode_h264(frames: Iterable[av.VideoFrame], fps: float, crf: int, preset: str, threads: int) -> bytes:
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = None
@@ -102,7 +107,8 @@ def _encode_h264(frames: Iterable[av.VideoFrame], fps: float, crf: int, preset: 
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, "yuv420p"
                 stream.options = {"crf": str(crf), "preset": preset}
-                stream.codec_context.thread_count = 1
+                stream.codec_context.thread_count = threads
+                stream.codec_context.thread_type = "FRAME"
             container.mux(stream.encode(frame))
         if stream is None:
             raise ValueError("cannot encode a video with no frames")
