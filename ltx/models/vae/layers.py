@@ -16,9 +16,11 @@ def conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
     ``B*C*F*H`` elements and a 3x3x3 kernel goes to ``slow_conv3d`` (vol2col + GEMM), which is 2-8x
     slower than oneDNN on the small, deep feature maps of a Video-VAE, forward and backward. The
     result differs from the default kernel only by float32 summation order (~1e-7 relative).
-    Elsewhere (GPU, other dtypes, autocast, no oneDNN build) this is plain ``conv(x)``.
+    Elsewhere (GPU, other dtypes, autocast, no oneDNN build, under torch.compile, whose fake tensors
+    cannot run the oneDNN op and which picks its own kernels) this is plain ``conv(x)``.
     """
     if (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
+            and not torch.compiler.is_compiling()
             and conv.padding_mode == "zeros" and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")):
         return torch.ops.aten.mkldnn_convolution(x.contiguous(), conv.weight, conv.bias, conv.padding, conv.stride,
@@ -158,7 +160,9 @@ class ResBlock3d(nn.Module):
                    inplace: bool) -> torch.Tensor:
         if scale is None:
             return h
-        noise = torch.randn(h.shape[-2:], generator=generator, device=h.device, dtype=h.dtype)  # (H, W)
+        # generator=None is left out: torch.compile cannot trace randn's generator overload with symbolic sizes
+        seeded = {} if generator is None else {"generator": generator}
+        noise = torch.randn(h.shape[-2:], device=h.device, dtype=h.dtype, **seeded)  # (H, W)
         noise = (noise[None] * scale)[None, :, None]  # (1, C, 1, H, W)
         return h.add_(noise) if inplace else h + noise
 
