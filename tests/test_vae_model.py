@@ -273,3 +273,22 @@ def test_inference_path_equals_the_autograd_path(name):
     assert torch.equal(clip, original)
     torch.testing.assert_close(fast_latents, plain_latents.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_pixels, plain_pixels.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_path_under_bf16_autocast_keeps_the_autograd_dtypes():
+    """In-place updates happen only where they keep the dtype: under autocast a bf16 conv output plus
+    an fp32 residual stays fp32, as on the autograd path, so both give the same numbers."""
+    torch.manual_seed(0)
+    model = VideoAutoencoder(vae_config("tiny")).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    clip, timestep = video(9, 64, 64), torch.tensor([0.05])
+    outputs = []
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.manual_seed(1)
+            outputs.append(model.decode(model.encode(clip).mean, timestep))
+    fast, plain = outputs
+    assert fast.dtype == plain.dtype
+    torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-6)

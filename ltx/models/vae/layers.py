@@ -153,7 +153,7 @@ class ResBlock3d(nn.Module):
         if self.norm3 is not None:
             shortcut = self.norm3(shortcut.movedim(1, -1)).movedim(-1, 1)
             shortcut = self.conv_shortcut(shortcut)
-        return h.add_(shortcut) if inplace else h + shortcut
+        return _add(h, shortcut, inplace)
 
     @staticmethod
     def _add_noise(h: torch.Tensor, scale: torch.Tensor | None, generator: torch.Generator | None,
@@ -164,12 +164,25 @@ class ResBlock3d(nn.Module):
         seeded = {} if generator is None else {"generator": generator}
         noise = torch.randn(h.shape[-2:], device=h.device, dtype=h.dtype, **seeded)  # (H, W)
         noise = (noise[None] * scale)[None, :, None]  # (1, C, 1, H, W)
-        return h.add_(noise) if inplace else h + noise
+        return _add(h, noise, inplace)
+
+
+def _keeps_dtype(h: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether ``h op other`` has ``h``'s dtype, so doing it in place changes nothing (under autocast a
+    bf16 conv output plus an fp32 residual is fp32, and must stay so)."""
+    return all(torch.result_type(h, other) == h.dtype for other in others)
+
+
+def _add(h: torch.Tensor, other: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``h + other``, overwriting ``h`` when ``inplace`` (inference only) and the dtype allows."""
+    return h.add_(other) if inplace and _keeps_dtype(h, other) else h + other
 
 
 def _modulate(h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """AdaLN ``h * (1 + scale) + shift``; ``inplace`` overwrites ``h`` (inference only)."""
-    return h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
+    """AdaLN ``h * (1 + scale) + shift``; ``inplace`` overwrites ``h`` (inference only) when the dtype allows."""
+    if inplace and _keeps_dtype(h, scale, shift):
+        return h.mul_(1 + scale).add_(shift)
+    return h * (1 + scale) + shift
 
 
 def _silu(h: torch.Tensor, inplace: bool) -> torch.Tensor:
@@ -209,7 +222,7 @@ class DepthToSpaceUpsampler(nn.Module):
             repeats = self.stride[0] * self.stride[1] * self.stride[2] // self.upscale_factor
             shortcut = depth_to_space(x, self.stride).unsqueeze(1)  # (B, 1, C'/repeats, 2F, 2H, 2W)
             grouped = out.unflatten(1, (repeats, -1))  # (B, repeats, C'/repeats, 2F, 2H, 2W)
-            out = (grouped.add_(shortcut) if not torch.is_grad_enabled() else grouped + shortcut).flatten(1, 2)
+            out = _add(grouped, shortcut, not torch.is_grad_enabled()).flatten(1, 2)
         return out[:, :, drop:]  # (B, C', 2F-1, 2H, 2W)
 
 
