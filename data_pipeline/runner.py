@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from data_pipeline.clips import Clip, Rejection
-from data_pipeline.frames import SOURCE_FRAMES, crop_resize_i420, read_frames, shrunk_size
+from data_pipeline.frames import SOURCE_FRAMES, clip_crop, crop_resize_i420, read_frames, shrunk_size
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.shards import ShardSample, is_complete, write_shard
 from ltx.data.video_io import encode_i420_mp4, encode_mp4, encode_png
@@ -94,6 +94,7 @@ class EncodeSettings:
     threads: int | str = "auto"  # x264 threads per worker; auto = the CPUs this process may use / workers
 
     def encoder_threads(self, workers: int) -> int:
+        """x264 threads for each of ``workers`` processes running at once."""
         if self.threads == "auto":
             return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
         if not isinstance(self.threads, int) or self.threads < 1:
@@ -129,7 +130,7 @@ class PreparedClip:
 
 def prepare_clip(clip: Clip, settings: EncodeSettings) -> PreparedClip:
     """Decode, rotate upright, crop and resize a clip to the stored size (even sides)."""
-    crop = None if clip.crop is None else (clip.crop.x, clip.crop.y, clip.crop.w, clip.crop.h)
+    crop = clip_crop(clip)
     indices = list(range(clip.start_frame, clip.end_frame))
     rotation = (clip.info.rotation if clip.info else 0) % 360
     is_image = clip.info is None or not clip.info.fps or clip.num_frames == 1
@@ -259,7 +260,7 @@ def run_task(cfg: DictConfig, rank: int = 0, num_tasks: int = 1) -> list[str]:
     container["concurrent_workers"] = 1 if workers == 1 or len(todo) <= 1 else min(workers, len(todo))
     if container["concurrent_workers"] == 1:
         return [process_shard(index, shards[index], container, rank) for index in todo]
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+    with multiprocessing.get_context("spawn").Pool(container["concurrent_workers"]) as pool:
         return pool.starmap(process_shard, [(index, shards[index], container, rank) for index in todo])
 
 

@@ -59,7 +59,7 @@ class LetterboxCropStage:
         if clip.num_frames <= 0:
             return [Rejection(clip.key, self.name, "no_frames", f"range {clip.start_frame}-{clip.end_frame}")]
         try:
-            # BT.601 luma of the RGB frames (OpenCV's grey: the weights below, rounded to uint8)
+            # BT.601 luma of the RGB frames (OpenCV's grey: 0.299 R + 0.587 G + 0.114 B, rounded to uint8)
             luma = read_frames(clip.source, evenly_spaced(clip, self.num_frames), crop=clip_crop(clip), gray=True)
         except VideoDecodeError as error:
             return [Rejection(clip.key, self.name, "unreadable", str(error))]

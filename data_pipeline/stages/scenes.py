@@ -222,4 +222,3 @@ class FramesVideoStream(VideoStream):
         if frame < 0:
             raise ValueError("seek target must be >= 0")
         self._read = min(int(frame), len(self._frames))
-

@@ -10,8 +10,6 @@ from ltx.models.common.embeddings import TimestepEmbedder
 from ltx.models.vae.config import VAEConfig
 from ltx.models.vae.layers import CausalConv3d, DepthToSpaceUpsampler, ResBlock3d, pixel_norm, unpatchify
 
-CHUNK_FRAMES = 4  # frames per piece of the last conv + unpatchify at inference (bounded memory)
-
 
 class DecoderMidBlock(nn.Module):
     """ResBlocks at the widest width; with conditioning, its own timestep MLP to a `(4C)` embedding."""
@@ -123,7 +121,7 @@ class Decoder(nn.Module):
             x = x * (1 + scale) + shift
         x = self.conv_act(x)
         # (B, 3 * p * p, F, H/p, W/p) -> unpatchified (B, 3, F, H, W), a few frames at a time at inference
-        return self.conv_out.forward_in_time_chunks(x, CHUNK_FRAMES, finish=self._unpatchify)
+        return self.conv_out.forward_in_time_chunks(x, finish=self._unpatchify)
 
     def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         return unpatchify(x, self.patch_size)

@@ -9,8 +9,6 @@ from torch import nn
 from ltx.models.vae.config import VAEConfig
 from ltx.models.vae.layers import CausalConv3d, ResBlock3d, patchify, pixel_norm
 
-CHUNK_FRAMES = 4  # frames per piece of the patchify + first conv at inference (bounded memory)
-
 
 class DownBlock(nn.Module):
     """ResBlocks at one width, then an optional stride-2 causal conv, then a widening ResBlock."""
@@ -75,7 +73,7 @@ class Encoder(nn.Module):
         return patchify(video, self.patch_size)  # (B, 3 * p * p, F, H/p, W/p)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x = self.conv_in.forward_in_time_chunks(video, CHUNK_FRAMES, prepare=self._patchify)  # (B, C0, F, H/4, W/4)
+        x = self.conv_in.forward_in_time_chunks(video, prepare=self._patchify)  # (B, C0, F, H/4, W/4)
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)  # (B, C_last, F', H', W')

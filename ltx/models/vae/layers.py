@@ -67,12 +67,12 @@ class CausalConv3d(nn.Module):
             return self.kernel_size - 1, 0
         return (self.kernel_size - 1) // 2, (self.kernel_size - 1) // 2
 
-    def forward_in_time_chunks(self, x: torch.Tensor, chunk_frames: int,
+    def forward_in_time_chunks(self, x: torch.Tensor, chunk_frames: int = 4,
                                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
                                finish: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """``finish(self(prepare(x)))`` for per-frame ``prepare`` / ``finish`` (patchify, unpatchify).
 
-        Without autograd it is computed ``chunk_frames`` output frames at a time into one output
+        Without autograd it is computed ``chunk_frames`` output frames (default 4) at a time into one output
         tensor, so the full-size intermediates (the 48-channel patchified video at the encoder's
         input, the decoder's last conv output) are never whole. With autograd: one pass.
         """
