@@ -7,12 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltx.models.common.norm import RMSNorm, rms_norm
 from ltx.positional.rope import RotaryPhases, apply_rotary_phases
-
-
-def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Parameter-free RMSNorm over the last axis, computed in fp32 (torch's fused kernel)."""
-    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -25,8 +21,8 @@ class Attention(nn.Module):
         inner = heads * head_dim
         context_dim = context_dim or dim
         self.heads = heads
-        self.norm_q = nn.RMSNorm(inner, eps=qk_norm_eps, elementwise_affine=True)
-        self.norm_k = nn.RMSNorm(inner, eps=qk_norm_eps, elementwise_affine=True)
+        self.norm_q = RMSNorm(inner, eps=qk_norm_eps, elementwise_affine=True)
+        self.norm_k = RMSNorm(inner, eps=qk_norm_eps, elementwise_affine=True)
         self.to_q = nn.Linear(dim, inner, bias=bias)
         self.to_k = nn.Linear(context_dim, inner, bias=bias)
         self.to_v = nn.Linear(context_dim, inner, bias=bias)
@@ -90,8 +86,8 @@ class TransformerBlock(nn.Module):
         batch, tokens = modulation.shape[:2]
         ada = self.scale_shift_table[None, None] + modulation.reshape(batch, tokens, 6, -1)  # (B, N or 1, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(dim=2)
-        h = torch.addcmul(shift_msa, rms_norm(x, self.eps), 1 + scale_msa)  # norm * (1 + scale) + shift
+        h = torch.addcmul(shift_msa, rms_norm(x, eps=self.eps), 1 + scale_msa)  # norm * (1 + scale) + shift
         x = torch.addcmul(x, self.attn1(h, rope=rope), gate_msa)  # x + attention * gate
         x = x + self.attn2(x, context=text, key_bias=text_bias)
-        h = torch.addcmul(shift_mlp, rms_norm(x, self.eps), 1 + scale_mlp)
+        h = torch.addcmul(shift_mlp, rms_norm(x, eps=self.eps), 1 + scale_mlp)
         return torch.addcmul(x, self.ff(h), gate_mlp)
