@@ -11,6 +11,7 @@ adds up every shard's stats, so clips + rejections account for every input.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -188,16 +189,22 @@ def shard_path(output: Path, index: int) -> Path:
 _STAGES_CACHE: dict[str, list[Any]] = {}
 
 
+def cached_stages(cfg_container: dict[str, Any]) -> list[Any]:
+    """The stages of a resolved config, built once per worker process for each distinct
+    ``stages`` + ``curation`` (models load once; the config is parsed only then, not per shard)."""
+    key = json.dumps([cfg_container["stages"], cfg_container["curation"]], sort_keys=True, default=str)
+    if key not in _STAGES_CACHE:
+        _STAGES_CACHE[key] = build_stages(OmegaConf.create(cfg_container))
+    return _STAGES_CACHE[key]
+
+
 def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], task: int = 0) -> str:
-    """Curate ``items`` into shard ``index``: stages, encode, write (tar, then stats with rejections)."""
-    cfg = OmegaConf.create(cfg_container)
-    key = OmegaConf.to_yaml(cfg.curation) + str(list(cfg.stages))
-    if key not in _STAGES_CACHE:  # built once per worker process (models load once)
-        _STAGES_CACHE[key] = build_stages(cfg)
-    stages = _STAGES_CACHE[key]
-    SOURCE_FRAMES.configure(cfg.get("frame_cache_mb", 1024))
-    settings = EncodeSettings(**dict(cfg.encode))
-    threads = settings.encoder_threads(int(cfg.get("concurrent_workers", cfg.workers)))
+    """Curate ``items`` into shard ``index``: stages, encode, write (tar, then stats with rejections).
+    ``cfg_container`` is the resolved config as plain containers (what ``run_task`` passes)."""
+    stages = cached_stages(cfg_container)
+    SOURCE_FRAMES.configure(cfg_container.get("frame_cache_mb", 1024))
+    settings = EncodeSettings(**cfg_container["encode"])
+    threads = settings.encoder_threads(int(cfg_container.get("concurrent_workers", cfg_container["workers"])))
     samples, rejections, clips_per_input = [], [], {}
     encoding: deque[tuple[str, Clip, Future[ShardSample]]] = deque()
 
@@ -229,7 +236,7 @@ def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], t
         while encoding:
             collect(encoding.popleft())
     SOURCE_FRAMES.clear()  # the last source's frames: not kept past the shard
-    path = shard_path(Path(cfg.output), index)
+    path = shard_path(Path(cfg_container["output"]), index)
     scores = [{"key": s.key, "motion_score": s.metadata.motion_score, "aesthetic_score": s.metadata.aesthetic_score}
               for s in samples]
     write_shard(path, samples, extra_stats={"task": task, "inputs": list(items), "clips_per_input": clips_per_input,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +35,7 @@ from data_pipeline.runner import EncodeSettings, encode_clip, run_stages
 from data_pipeline.stages.letterbox import LetterboxCropStage
 from data_pipeline.stages.motion import MotionStage
 from data_pipeline.stages.probe import ProbeStage
-from data_pipeline.stages.scenes import FramesVideoStream, SceneSplitStage
+from data_pipeline.stages.scenes import FramesVideoStream, HSVDifferenceContentDetector, SceneSplitStage
 from ltx.data.schema import CropBox
 from ltx.data.shards import ShardSample
 from ltx.data.video_io import VideoDecodeError, decode_frames, encode_mp4, encode_png
@@ -220,6 +221,36 @@ def test_scenes_finds_the_cuts_within_two_frames(media):
     assert all(isinstance(c, Clip) for c in exact) and len(exact) == 3
     assert exact[0].start_frame == 0 and exact[-1].end_frame == 84
     assert all(a.end_frame == b.start_frame for a, b in zip(exact[:-1], exact[1:]))
+
+
+def test_fast_content_detector_scores_and_cuts_like_pyscenedetect(media):
+    """Same frame scores (to float rounding) and the same cuts as the stock ContentDetector, on a
+    decoded video with cuts and on noise with flashes and gradual changes."""
+    from scenedetect import ContentDetector, FrameTimecode, SceneManager
+
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)]
+    ramps = [np.full((48, 64, 3), (7 * i, 255 - 5 * i, 3 * i), dtype=np.uint8) for i in range(40)]
+    flashes = [np.full((48, 64, 3), 250 if i % 9 == 4 else 20, dtype=np.uint8) for i in range(30)]
+    source = SOURCE_FRAMES.get(media["cuts"])
+    decoded = [cv2.cvtColor(source.rgb(index), cv2.COLOR_RGB2BGR) for index in range(len(source.frames))]
+    weightings = (ContentDetector.DEFAULT_COMPONENT_WEIGHTS, ContentDetector.Components(1.0, 0.5, 2.0, 0.0))
+    for frames, weights in itertools.product((decoded, noise + ramps + flashes + noise), weightings):
+        stock = ContentDetector(min_scene_len=3, weights=weights)
+        fast = HSVDifferenceContentDetector(min_scene_len=3, weights=weights)
+        for index, frame in enumerate(frames):
+            timecode = FrameTimecode(index, 24.0)
+            assert fast.process_frame(timecode, frame) == stock.process_frame(timecode, frame), index
+            assert fast._frame_score == pytest.approx(stock._frame_score, rel=1e-12, abs=1e-12), index
+    clip = probed(media["cuts"])
+    cuts = {}
+    for name, detector in (("stock", ContentDetector()), ("fast", HSVDifferenceContentDetector())):
+        manager = SceneManager()
+        manager.add_detector(detector)
+        manager.detect_scenes(FramesVideoStream(SOURCE_FRAMES.get(clip.source), 24.0), end_time=clip.end_frame)
+        cuts[name] = [scene.frame_num for scene, _ in manager.get_scene_list(start_in_scene=True)]
+    assert cuts["fast"] == cuts["stock"] and len(cuts["fast"]) == 3
+    assert isinstance(SceneSplitStage()._make_detector(), HSVDifferenceContentDetector)
 
 
 def test_scenes_trims_cuts_and_rejects_short_shots(media):
