@@ -17,7 +17,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,50 +198,84 @@ def cached_stages(cfg_container: dict[str, Any]) -> list[Any]:
     return _STAGES_CACHE[key]
 
 
-def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], task: int = 0) -> str:
-    """Curate ``items`` into shard ``index``: stages, encode, write (tar, then stats with rejections).
-    ``cfg_container`` is the resolved config as plain containers (what ``run_task`` passes)."""
-    stages = cached_stages(cfg_container)
-    SOURCE_FRAMES.configure(cfg_container.get("frame_cache_mb", 1024))
-    settings = EncodeSettings(**cfg_container["encode"])
-    threads = settings.encoder_threads(int(cfg_container.get("concurrent_workers", cfg_container["workers"])))
-    samples, rejections, clips_per_input = [], [], {}
-    encoding: deque[tuple[str, Clip, Future[ShardSample]]] = deque()
+class ShardPipeline:
+    """Curates shards one after another in this process, overlapping the work of consecutive shards.
 
-    def collect(job: tuple[str, Clip, Future[ShardSample]]) -> None:
-        item, clip, future = job
-        try:
-            samples.append(future.result())
-            clips_per_input[item] += 1
-        except Exception as error:  # unreadable frames surface here at the latest
-            rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}", item))
+    The main thread runs the stages source by source; one background thread encodes the accepted clips
+    with x264 and, after the last clip of a shard, writes that shard's tar and stats. ``submit``
+    therefore returns as soon as a shard's sources are analysed, with a future of the written path,
+    and the next shard's analysis overlaps the previous shard's last encodes and its write. Both
+    threads release the GIL for most of their work. At most two prepared clips (raw frames) wait for
+    the encoder at any time, across shards.
+    """
 
-    # x264 encodes on a thread of its own while the main thread analyses the next clips and sources
-    # (both release the GIL for most of their work); at most two prepared clips wait in memory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as encoder:
+    MAX_WAITING_CLIPS = 2
+
+    def __init__(self, cfg_container: dict[str, Any], task: int = 0):
+        self.cfg = cfg_container
+        self.task = task
+        self.stages = cached_stages(cfg_container)
+        self.settings = EncodeSettings(**cfg_container["encode"])
+        self.threads = self.settings.encoder_threads(int(cfg_container.get("concurrent_workers",
+                                                                           cfg_container["workers"])))
+        SOURCE_FRAMES.configure(cfg_container.get("frame_cache_mb", 1024))
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._waiting: deque[Future[ShardSample]] = deque()
+
+    def __enter__(self) -> ShardPipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._encoder.shutdown(wait=True)
+        SOURCE_FRAMES.clear()  # the last source's frames: not kept past the run
+
+    def submit(self, index: int, items: list[str]) -> Future[str]:
+        """Analyse ``items`` now; encode their clips and write shard ``index`` on the encoder thread."""
+        rejections: list[Rejection] = []
+        clips_per_input: dict[str, int] = {}
+        jobs: list[tuple[str, Clip, Future[ShardSample]]] = []
         for item in items:
-            clips, rejected = run_stages(Path(item), stages)
+            clips, rejected = run_stages(Path(item), self.stages)
             rejections += rejected
             clips_per_input[item] = 0
             for clip in clips:
                 future: Future[ShardSample] = Future()
                 try:
-                    prepared = prepare_clip(clip, settings)
-                    future = encoder.submit(prepared.encode, settings, threads)
-                except Exception as error:
+                    prepared = prepare_clip(clip, self.settings)
+                    future = self._encoder.submit(prepared.encode, self.settings, self.threads)
+                except Exception as error:  # unreadable frames: recorded as a rejection when the shard is written
                     future.set_exception(error)
-                encoding.append((item, clip, future))
-                while len(encoding) > 2 or (encoding and encoding[0][2].done()):
-                    collect(encoding.popleft())
-        while encoding:
-            collect(encoding.popleft())
-    SOURCE_FRAMES.clear()  # the last source's frames: not kept past the shard
-    path = shard_path(Path(cfg_container["output"]), index)
-    scores = [{"key": s.key, "motion_score": s.metadata.motion_score, "aesthetic_score": s.metadata.aesthetic_score}
-              for s in samples]
-    write_shard(path, samples, extra_stats={"task": task, "inputs": list(items), "clips_per_input": clips_per_input,
-                                            "rejections": [r.to_dict() for r in rejections], "scores": scores})
-    return str(path)
+                jobs.append((item, clip, future))
+                self._waiting.append(future)
+                while len(self._waiting) > self.MAX_WAITING_CLIPS or (self._waiting and self._waiting[0].done()):
+                    wait([self._waiting.popleft()])
+        return self._encoder.submit(self._write, index, items, jobs, rejections, clips_per_input)
+
+    def _write(self, index: int, items: list[str], jobs: list[tuple[str, Clip, Future[ShardSample]]],
+               rejections: list[Rejection], clips_per_input: dict[str, int]) -> str:
+        """Shard ``index`` from its encoded clips (all done: the encoder runs in order) and rejections."""
+        samples = []
+        for item, clip, future in jobs:
+            try:
+                samples.append(future.result())
+                clips_per_input[item] += 1
+            except Exception as error:
+                rejections.append(Rejection(clip.key, "encode", "encode_error", f"{type(error).__name__}: {error}",
+                                            item))
+        path = shard_path(Path(self.cfg["output"]), index)
+        scores = [{"key": s.key, "motion_score": s.metadata.motion_score,
+                   "aesthetic_score": s.metadata.aesthetic_score} for s in samples]
+        write_shard(path, samples, extra_stats={"task": self.task, "inputs": list(items),
+                                                "clips_per_input": clips_per_input,
+                                                "rejections": [r.to_dict() for r in rejections], "scores": scores})
+        return str(path)
+
+
+def process_shard(index: int, items: list[str], cfg_container: dict[str, Any], task: int = 0) -> str:
+    """Curate ``items`` into shard ``index`` and wait until it is written (one pool task).
+    ``cfg_container`` is the resolved config as plain containers (what ``run_task`` passes)."""
+    with ShardPipeline(cfg_container, task) as pipeline:
+        return pipeline.submit(index, items).result()
 
 
 def work_shards(inputs: list[Path], items_per_shard: int) -> list[list[str]]:
@@ -265,14 +299,14 @@ def run_task(cfg: DictConfig, rank: int = 0, num_tasks: int = 1) -> list[str]:
     container = OmegaConf.to_container(cfg, resolve=True)
     workers = max(1, int(cfg.workers))
     container["concurrent_workers"] = 1 if workers == 1 or len(todo) <= 1 else min(workers, len(todo))
-    if container["concurrent_workers"] == 1:
-        return [process_shard(index, shards[index], container, rank) for index in todo]
+    if container["concurrent_workers"] == 1:  # in this process, each shard's analysis overlapping the last one's writing
+        with ShardPipeline(container, rank) as pipeline:
+            written = [pipeline.submit(index, shards[index]) for index in todo]
+            return [future.result() for future in written]
     with multiprocessing.get_context("spawn").Pool(container["concurrent_workers"]) as pool:
         return pool.starmap(process_shard, [(index, shards[index], container, rank) for index in todo])
 
 
 def iter_shard_stats(output: Path) -> Iterator[dict[str, Any]]:
-    import json
-
     for stats in sorted((output / "shards").glob("*.stats.json")):
         yield json.loads(stats.read_text())

@@ -10,13 +10,16 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import numpy as np
 import pytest
 from helpers import REPO_ROOT, compose_config
+from omegaconf import OmegaConf
 from test_curation_stages import write_audio_only, write_frames, write_with_pyav, write_zero_frames
 
+from data_pipeline import runner
 from data_pipeline.__main__ import run as curate
 from data_pipeline.clips import Clip
 from data_pipeline.frames import read_frames
@@ -102,6 +105,56 @@ def test_every_input_ends_as_clips_or_rejections(clean_run):
     assert {r["reason"] for r in rejects if "static_green_circle" in r["source"]} == {"too_static"}
     for name in ("report.json", "motion_score_histogram.png", "aesthetic_score_histogram.png"):
         assert (output / name).exists()
+
+
+def test_shard_pipeline_overlaps_shards_bounds_waiting_clips_and_records_encode_errors(demo_dir, tmp_path,
+                                                                                        monkeypatch):
+    """Shards are analysed back to back while the encoder thread finishes the previous ones: at most
+    MAX_WAITING_CLIPS prepared clips wait (one more is being prepared), every shard holds exactly its
+    own inputs' clips, and an encode that fails becomes an ``encode_error`` rejection of its shard."""
+    sources = [str(demo_dir / "sources" / f"{name}.mp4") for name in SOURCES if name != "static_green_circle"]
+    container = OmegaConf.to_container(curate_config(sources[0], tmp_path), resolve=True)
+    live, lock = {"now": 0, "most": 0}, threading.Lock()
+    real_prepare = runner.prepare_clip
+
+    class SlowEncode:  # holds its frames until encoded, like a PreparedClip; fails for one source
+        def __init__(self, prepared):
+            self.prepared = prepared
+
+        def encode(self, settings, threads):
+            time.sleep(0.3)  # slower than analysing a source, so prepared clips pile up to the bound
+            try:
+                if self.prepared.key.startswith("pillarboxed_red_square"):
+                    raise RuntimeError("x264 exploded")
+                return self.prepared.encode(settings, threads)
+            finally:
+                with lock:
+                    live["now"] -= 1
+
+    def counting_prepare(clip, settings):
+        prepared = real_prepare(clip, settings)
+        with lock:
+            live["now"] += 1
+            live["most"] = max(live["most"], live["now"])
+        return SlowEncode(prepared)
+
+    monkeypatch.setattr(runner, "prepare_clip", counting_prepare)
+    shards = [sources[:2], sources[2:]]
+    with runner.ShardPipeline(container) as pipeline:
+        written = [pipeline.submit(index, items) for index, items in enumerate(shards)]
+        assert not written[-1].done()  # submit returns once the sources are analysed, before the write
+        paths = [future.result() for future in written]
+    assert [os.path.basename(path) for path in paths] == ["curated-000000.tar", "curated-000001.tar"]
+    assert 3 <= live["most"] <= runner.ShardPipeline.MAX_WAITING_CLIPS + 1 and live["now"] == 0
+    for stats, items in zip(runner.iter_shard_stats(tmp_path), shards, strict=True):
+        assert stats["inputs"] == items
+        with tarfile.open(tmp_path / "shards" / f"curated-{items is shards[1]:06d}.tar") as tar:
+            keys = {member.name.partition(".")[0] for member in tar}
+        assert keys and all(any(key.startswith(os.path.basename(i)[:-4]) for i in items) for key in keys)
+        assert sum(stats["clips_per_input"].values()) == len(keys)
+        failed = [r for r in stats["rejections"] if r["reason"] == "encode_error"]
+        assert bool(failed) == any("pillarboxed" in item for item in items)
+        assert all("x264 exploded" in r["detail"] and "pillarboxed" in r["source"] for r in failed)
 
 
 def test_clips_carry_crops_scenes_and_sidecar_captions(clean_run, demo_dir):
