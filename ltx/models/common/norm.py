@@ -22,7 +22,8 @@ class _RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
         wide = x.to(torch.promote_types(x.dtype, torch.float32))  # fp32 (or fp64)
-        inverse_rms = torch.rsqrt(torch.linalg.vecdot(wide, wide).div_(x.shape[-1]).add_(eps)).unsqueeze(-1)  # (..., 1)
+        mean_square = torch.linalg.vector_norm(wide, dim=-1, keepdim=True).square_().div_(x.shape[-1])  # one pass
+        inverse_rms = torch.rsqrt(mean_square.add_(eps))  # (..., 1)
         normalised = wide * inverse_rms  # x_hat, (..., D)
         ctx.save_for_backward(normalised, inverse_rms, weight)
         ctx.input_dtype = x.dtype
