@@ -35,7 +35,12 @@ from data_pipeline.runner import EncodeSettings, encode_clip, run_stages
 from data_pipeline.stages.letterbox import LetterboxCropStage
 from data_pipeline.stages.motion import MotionStage
 from data_pipeline.stages.probe import ProbeStage
-from data_pipeline.stages.scenes import FramesVideoStream, HSVDifferenceContentDetector, SceneSplitStage
+from data_pipeline.stages.scenes import (
+    FramesVideoStream,
+    HSVDifferenceAdaptiveDetector,
+    HSVDifferenceContentDetector,
+    SceneSplitStage,
+)
 from ltx.data.schema import CropBox
 from ltx.data.shards import ShardSample
 from ltx.data.video_io import VideoDecodeError, decode_frames, encode_mp4, encode_png
@@ -223,10 +228,11 @@ def test_scenes_finds_the_cuts_within_two_frames(media):
     assert all(a.end_frame == b.start_frame for a, b in zip(exact[:-1], exact[1:]))
 
 
-def test_fast_content_detector_scores_and_cuts_like_pyscenedetect(media):
-    """Same frame scores (to float rounding) and the same cuts as the stock ContentDetector, on a
-    decoded video with cuts and on noise with flashes and gradual changes."""
-    from scenedetect import ContentDetector, FrameTimecode, SceneManager
+def test_fast_content_scores_and_cuts_match_pyscenedetect(media):
+    """Same frame scores (to float rounding), the same cuts per frame and the same scene lists as the
+    stock ContentDetector and AdaptiveDetector, on a decoded video with cuts and on noise with flashes
+    and gradual changes, with the default and with uneven component weights."""
+    from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneManager
 
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)]
@@ -235,22 +241,27 @@ def test_fast_content_detector_scores_and_cuts_like_pyscenedetect(media):
     source = SOURCE_FRAMES.get(media["cuts"])
     decoded = [cv2.cvtColor(source.rgb(index), cv2.COLOR_RGB2BGR) for index in range(len(source.frames))]
     weightings = (ContentDetector.DEFAULT_COMPONENT_WEIGHTS, ContentDetector.Components(1.0, 0.5, 2.0, 0.0))
-    for frames, weights in itertools.product((decoded, noise + ramps + flashes + noise), weightings):
-        stock = ContentDetector(min_scene_len=3, weights=weights)
-        fast = HSVDifferenceContentDetector(min_scene_len=3, weights=weights)
+    pairs = ((ContentDetector, HSVDifferenceContentDetector), (AdaptiveDetector, HSVDifferenceAdaptiveDetector))
+    for frames, weights, (stock_type, fast_type) in itertools.product(
+            (decoded, noise + ramps + flashes + noise), weightings, pairs):
+        stock, fast = stock_type(min_scene_len=3, weights=weights), fast_type(min_scene_len=3, weights=weights)
         for index, frame in enumerate(frames):
             timecode = FrameTimecode(index, 24.0)
-            assert fast.process_frame(timecode, frame) == stock.process_frame(timecode, frame), index
-            assert fast._frame_score == pytest.approx(stock._frame_score, rel=1e-12, abs=1e-12), index
+            assert fast.process_frame(timecode, frame) == stock.process_frame(timecode, frame), (stock_type, index)
+            assert fast._frame_score == pytest.approx(stock._frame_score, rel=1e-12, abs=1e-12), (stock_type, index)
+        assert fast.post_process(FrameTimecode(len(frames), 24.0)) == stock.post_process(FrameTimecode(len(frames), 24.0))
     clip = probed(media["cuts"])
-    cuts = {}
-    for name, detector in (("stock", ContentDetector()), ("fast", HSVDifferenceContentDetector())):
-        manager = SceneManager()
-        manager.add_detector(detector)
-        manager.detect_scenes(FramesVideoStream(SOURCE_FRAMES.get(clip.source), 24.0), end_time=clip.end_frame)
-        cuts[name] = [scene.frame_num for scene, _ in manager.get_scene_list(start_in_scene=True)]
-    assert cuts["fast"] == cuts["stock"] and len(cuts["fast"]) == 3
+    for stock, fast in ((ContentDetector(), HSVDifferenceContentDetector()),
+                        (AdaptiveDetector(), HSVDifferenceAdaptiveDetector())):
+        cuts = []
+        for detector in (stock, fast):
+            manager = SceneManager()
+            manager.add_detector(detector)
+            manager.detect_scenes(FramesVideoStream(SOURCE_FRAMES.get(clip.source), 24.0), end_time=clip.end_frame)
+            cuts.append([scene.frame_num for scene, _ in manager.get_scene_list(start_in_scene=True)])
+        assert cuts[0] == cuts[1] and len(cuts[0]) == 3, (type(stock), cuts)
     assert isinstance(SceneSplitStage()._make_detector(), HSVDifferenceContentDetector)
+    assert isinstance(SceneSplitStage(detector="adaptive")._make_detector(), HSVDifferenceAdaptiveDetector)
 
 
 def test_scenes_trims_cuts_and_rejects_short_shots(media):

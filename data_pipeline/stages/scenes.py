@@ -110,8 +110,9 @@ class SceneSplitStage:
 
     def _make_detector(self) -> SceneDetector:
         if self.detector == "adaptive":
-            return AdaptiveDetector(adaptive_threshold=self.adaptive_threshold,
-                                    min_content_val=self.min_content_val, min_scene_len=self.min_scene_len)
+            return HSVDifferenceAdaptiveDetector(adaptive_threshold=self.adaptive_threshold,
+                                                 min_content_val=self.min_content_val,
+                                                 min_scene_len=self.min_scene_len)
         return HSVDifferenceContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len)
 
     def _pieces(self, clip: Clip, start: int, end: int, fps: float) -> list[Clip | Rejection]:
@@ -131,20 +132,20 @@ class SceneSplitStage:
         return [clip.replace(start_frame=a, end_frame=b) for a, b in zip(starts, [*starts[1:], end])]
 
 
-class HSVDifferenceContentDetector(ContentDetector):
-    """PySceneDetect's ``ContentDetector`` with the same frame scores computed in three OpenCV calls.
+class HSVDifferenceScore:
+    """PySceneDetect's content score computed in three OpenCV calls, for ``ContentDetector`` and the
+    ``AdaptiveDetector`` built on it (mixed in before the library class).
 
-    The stock score splits the HSV frame into planes and takes, per plane, the mean of
-    ``|a - b|`` through int32 numpy arrays: about 0.5 ms a frame at 256x192, most of the scene stage.
+    The stock score splits the HSV frame into planes and takes, per plane, the mean of ``|a - b|``
+    through int32 numpy arrays: about 0.5 ms a frame at 256x192, most of the scene stage.
     ``cv2.absdiff`` of two uint8 HSV frames is that same exact difference and ``cv2.sumElems`` the
     per-channel sums (exact in float64), so the score, and every cut, is identical (tested) at a
-    quarter of the cost. The flash filter and all other logic are the library's. Edge-weighted
-    configurations and stats managers take the stock path.
+    quarter of the cost. Thresholds, the flash filter and the adaptive ratio stay the library's.
+    Edge-weighted configurations and stats managers take the stock path.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._previous_hsv: np.ndarray | None = None
+    _weights: ContentDetector.Components
+    _previous_hsv: np.ndarray | None = None
 
     def _calculate_frame_score(self, timecode: FrameTimecode, frame_img: np.ndarray) -> float:
         if self._weights.delta_edges > 0.0 or self.stats_manager is not None:
@@ -158,6 +159,14 @@ class HSVDifferenceContentDetector(ContentDetector):
         components = ContentDetector.Components(delta_hue=hue, delta_sat=saturation, delta_lum=luma, delta_edges=0.0)
         weights = self._weights
         return sum(c * w for c, w in zip(components, weights, strict=True)) / sum(abs(w) for w in weights)
+
+
+class HSVDifferenceContentDetector(HSVDifferenceScore, ContentDetector):
+    """``ContentDetector`` with :class:`HSVDifferenceScore`."""
+
+
+class HSVDifferenceAdaptiveDetector(HSVDifferenceScore, AdaptiveDetector):
+    """``AdaptiveDetector`` with :class:`HSVDifferenceScore`."""
 
 
 class FramesVideoStream(VideoStream):
