@@ -218,7 +218,8 @@ def test_loading_explains_what_is_wrong(tmp_path):
 
 
 @pytest.mark.parametrize(("channels", "shape", "stride", "kernel"), [
-    (16, (1, 16, 7, 8, 8), 1, 3), (8, (2, 8, 5, 16, 12), 2, 3), (4, (1, 4, 3, 6, 6), 1, 1)])
+    (16, (1, 16, 7, 8, 8), 1, 3), (8, (1, 8, 6, 10, 7), 1, 3), (8, (2, 8, 5, 16, 12), 2, 3), (4, (1, 4, 3, 6, 6), 1, 1),
+    (8, (1, 8, 17, 160, 6), 1, 3)])  # the last is big enough for convolution_backward to pick oneDNN itself
 def test_cpu_conv3d_matches_the_default_kernel_forward_and_backward(channels, shape, stride, kernel):
     conv = torch.nn.Conv3d(channels, 2 * channels, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
     x = torch.randn(shape, requires_grad=True)
@@ -233,6 +234,27 @@ def test_cpu_conv3d_matches_the_default_kernel_forward_and_backward(channels, sh
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv3d(x, conv).dtype == torch.bfloat16  # autocast still casts: the default path
+
+
+@pytest.mark.parametrize("wanted", ["input", "weight", "both"])
+def test_cpu_conv3d_backward_runs_as_onednn_convolutions(wanted):
+    """Where convolution_backward would pick slow_conv3d, the gradients are oneDNN convolutions
+    (flipped weights for the input, input-gradient correlation for the weights) and match."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(12, 20, 3, padding=(0, 1, 1))
+    x = torch.randn(1, 12, 6, 9, 7, requires_grad=wanted in ("input", "both"))
+    conv.weight.requires_grad_(wanted in ("weight", "both"))
+    grad = torch.randn(1, 20, 4, 9, 7)
+    inputs = [t for t in (x, conv.weight, conv.bias) if t.requires_grad]
+    expected = torch.autograd.grad(conv(x), inputs, grad)
+    out = conv3d(x, conv)
+    with torch.profiler.profile() as profiler:
+        actual = torch.autograd.grad(out, inputs, grad)
+    kernels = [event.key for event in profiler.events()]
+    assert "aten::convolution_backward" not in kernels, kernels
+    assert kernels.count("aten::mkldnn_convolution") == (2 if wanted == "both" else 1)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_vae_convolutions_never_take_the_slow_cpu_kernel(tiny_vae):

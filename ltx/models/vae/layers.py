@@ -10,22 +10,94 @@ from torch import nn
 
 
 def conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
-    """``conv(x)``, on CPU in float32 through oneDNN (mkldnn) whatever the shape.
+    """``conv(x)``, on CPU in float32 through oneDNN (mkldnn) whatever the shape, forward and backward.
 
     PyTorch's CPU backend choice is tuned for 2D: a batch-1 3D input with fewer than ~20k
     ``B*C*F*H`` elements and a 3x3x3 kernel goes to ``slow_conv3d`` (vol2col + GEMM), which is 2-8x
-    slower than oneDNN on the small, deep feature maps of a Video-VAE, forward and backward. The
-    result differs from the default kernel only by float32 summation order (~1e-7 relative).
-    Elsewhere (GPU, other dtypes, autocast, no oneDNN build, under torch.compile, whose fake tensors
-    cannot run the oneDNN op and which picks its own kernels) this is plain ``conv(x)``.
+    slower than oneDNN on the small, deep feature maps of a Video-VAE; its backward is slower still
+    (see :class:`_OneDNNConv3d`). The result differs from the default kernel only by float32
+    summation order (~1e-7 relative forward, ~1e-6 for the gradients). Elsewhere (GPU, other dtypes,
+    autocast, no oneDNN build, under torch.compile, whose fake tensors cannot run the oneDNN op and
+    which picks its own kernels) this is plain ``conv(x)``.
     """
     if (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
             and not torch.compiler.is_compiling()
             and conv.padding_mode == "zeros" and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")):
-        return torch.ops.aten.mkldnn_convolution(x.contiguous(), conv.weight, conv.bias, conv.padding, conv.stride,
-                                                 conv.dilation, conv.groups)
+        return _OneDNNConv3d.apply(x.contiguous(), conv.weight, conv.bias, tuple(conv.padding), tuple(conv.stride),
+                                   tuple(conv.dilation), conv.groups)
     return conv(x)
+
+
+def _mkldnn_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding, stride=(1, 1, 1),
+                   dilation=(1, 1, 1), groups: int = 1) -> torch.Tensor:
+    return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
+
+
+class _OneDNNConv3d(torch.autograd.Function):
+    """oneDNN 3D convolution whose backward also runs as oneDNN forward convolutions.
+
+    Autograd would send the gradients through ``convolution_backward``, which picks its kernel with the
+    same 2D-tuned rule as the forward: for the small batch-1 shapes that is ``slow_conv3d``'s backward,
+    10-20x the oneDNN forward (230 ms against 12 ms at 64 ch x 9 x 32 x 32). For stride 1 and no
+    groups, both gradients are ordinary convolutions, which oneDNN runs at forward speed:
+
+    - input: the output gradient convolved with the weights flipped in space-time and with in / out
+      channels swapped, padded by ``k - 1 - p``;
+    - weight: the correlation of the input with the output gradient, as a convolution with the batch
+      axis as channels: input `(C_in, B, F, H, W)`, "weights" `(C_out, B, F', H', W')`, padding ``p``.
+
+    Strided, dilated or grouped convolutions, and shapes where ``convolution_backward`` would use
+    oneDNN anyway, keep the stock backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, ...],
+                stride: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.settings = (padding, stride, dilation, groups, bias is not None)
+        return _mkldnn_conv3d(x, weight, bias, padding, stride, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        padding, stride, dilation, groups, has_bias = ctx.settings
+        grad = grad.contiguous()
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        if not _convolutions_as_gradients(x, weight, padding, stride, dilation, groups):
+            bias_sizes = [weight.shape[0]] if has_bias else None
+            grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad, x, weight, bias_sizes, stride, padding, dilation, False, [0, 0, 0], groups,
+                [need_input, need_weight, need_bias and has_bias])
+            return grad_input, grad_weight, grad_bias, None, None, None, None
+        grad_input = grad_weight = grad_bias = None
+        if need_input:
+            flipped = weight.flip(2, 3, 4).transpose(0, 1).contiguous()  # (C_in, C_out, kF, kH, kW)
+            full = [k - 1 - p for k, p in zip(weight.shape[2:], padding, strict=True)]
+            grad_input = _mkldnn_conv3d(grad, flipped, None, full)  # (B, C_in, F, H, W)
+        if need_weight:
+            correlation = _mkldnn_conv3d(x.transpose(0, 1).contiguous(), grad.transpose(0, 1).contiguous(), None,
+                                         padding)  # (C_in, C_out, kF, kH, kW)
+            grad_weight = correlation.transpose(0, 1).contiguous()
+        if need_bias and has_bias:
+            grad_bias = grad.sum(dim=(0, 2, 3, 4))
+        return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _convolutions_as_gradients(x: torch.Tensor, weight: torch.Tensor, padding, stride, dilation, groups) -> bool:
+    """Whether :class:`_OneDNNConv3d` computes the gradients as convolutions: stride 1, no dilation or
+    groups, a kernel larger than 1, padding at most ``k - 1``, and a shape ``convolution_backward``
+    would not send to oneDNN itself."""
+    if groups != 1 or any(s != 1 for s in stride) or any(d != 1 for d in dilation):
+        return False
+    kernel = weight.shape[2:]
+    if all(k == 1 for k in kernel) or any(p > k - 1 for k, p in zip(kernel, padding, strict=True)):
+        return False
+    select = getattr(torch._C, "_select_conv_backend", None)  # the backend convolution_backward would use
+    if select is None:
+        return True
+    backend = select(x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0, 0], groups, None)
+    return backend != torch._C._ConvBackend.Mkldnn
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
