@@ -1,5 +1,7 @@
 """VAE encode and decode (inference), ours against diffusers' AutoencoderKLLTXVideo with the same
-configuration and weights: throughput (frames/s) and peak memory.
+configuration and weights: throughput (frames/s) and peak memory; and one training step of each
+(encode, posterior sample, timestep-conditioned decode, MSE, backward, AdamW: ours the optimizer of
+conf/train_vae.yaml, diffusers, which ships no VAE trainer, torch's default AdamW).
 
 Peak memory: on a GPU, ``torch.cuda.max_memory_allocated`` around one call; on CPU (Linux), the rise of
 the resident set's high-water mark (VmHWM, reset through /proc/self/clear_refs after loading) during one
@@ -14,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +28,8 @@ from ltx.models.vae import VideoAutoencoder, vae_config
 
 CLIP = (1, 3, 33, 256, 256)
 QUICK_CLIP = (1, 3, 9, 64, 64)
+TRAIN_CLIP = (1, 3, 17, 128, 128)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 SPEED_TARGET, MEMORY_TARGET = 1.25, 0.8  # ours >= 1.25x faster; ours <= 0.8x the memory
 
 
@@ -54,6 +59,49 @@ def encode_decode(side: str, model: torch.nn.Module, clip: torch.Tensor) -> torc
         if side == "ours":
             return model.decode(model.encode(clip).mean, timestep)
         return model.decode(model.encode(clip).latent_dist.mean, temb=timestep).sample
+
+
+def make_optimizer(side: str, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if side == "diffusers":
+        return torch.optim.AdamW(model.parameters(), lr=1e-6)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.load(CONFIG_DIR / "train_vae.yaml").optimizer, lr=1e-6)(model.parameters())
+
+
+def train_step(side: str, model: torch.nn.Module, clip: torch.Tensor,
+               optimizer: torch.optim.Optimizer) -> Callable[[], float]:
+    """Reconstruction step; both sides draw the posterior sample and decoder noise from seed 2."""
+    timestep = torch.tensor([0.05], device=clip.device)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        torch.manual_seed(2)
+        if side == "ours":
+            reconstruction = model.decode(model.encode(clip).sample(), timestep)
+        else:
+            reconstruction = model.decode(model.encode(clip).latent_dist.sample(), temb=timestep).sample
+        loss = (reconstruction - clip).square().mean()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def training_row(directory: Path, quick: bool) -> Row:
+    clip_shape = QUICK_CLIP if quick else TRAIN_CLIP
+    clip = torch.rand(clip_shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device())
+    models = {side: load(side, directory).train() for side in ("ours", "diffusers")}
+    steps = {side: train_step(side, model, clip, make_optimizer(side, model)) for side, model in models.items()}
+    first_losses = {side: step() for side, step in steps.items()}
+    times = interleave(steps, repeats=2 if quick else 3, warmup=0)
+    row = comparison("vae", f"training step {tuple(clip_shape)}", times["ours"], times["diffusers"],
+                     target=SPEED_TARGET, work=clip_shape[0] * clip_shape[2], unit="frames",
+                     first_step_loss=first_losses)
+    row.notes = "optimizer: ours AdamW fused=True (conf/train_vae.yaml), diffusers AdamW with torch's defaults"
+    return row
 
 
 def cpu_peak_rise(side: str, directory: Path, clip_shape: tuple[int, ...]) -> int:
@@ -89,13 +137,14 @@ def run(quick: bool) -> list[Row]:
                 for side in models:
                     samples[side].append(cpu_peak_rise(side, directory, clip_shape))
             peaks = {side: statistics.median(values) for side, values in samples.items()}
+        training = training_row(directory, quick)
     memory = Row("vae", f"peak memory of encode + decode {tuple(clip_shape)}",
                  {"peak_MiB": peaks["ours"] / 2**20}, {"peak_MiB": peaks["diffusers"] / 2**20},
                  ratio=peaks["diffusers"] / max(peaks["ours"], 1),
                  target=1 / MEMORY_TARGET,
                  notes="ratio = reference peak / our peak; target 1.25 = ours at most 0.8x"
                        + ("" if torch.cuda.is_available() else "; CPU: rise of the peak RSS in a fresh process, median of 3"))
-    return [row, memory]
+    return [row, memory, training]
 
 
 def _status_kib(field: str) -> int:
