@@ -66,9 +66,10 @@ def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: 
                threads: int = 1) -> bytes:
     """Encode RGB frames `(H, W, 3) uint8` as H.264 (yuv420p, BT.601 limited range) mp4 bytes.
 
-    H and W must be even (yuv420p). ``threads`` > 1 uses x264's frame threading, which is
-    deterministic: the same frames and settings give the same pixels whatever the thread count
-    (the container bytes differ, x264 writes its settings into the stream).
+    H and W must be even (yuv420p). ``threads`` > 1 uses x264's frame threading, which gives the same
+    picture whatever the thread count (the container bytes differ: x264 writes its settings into the
+    stream). Encodes are not guaranteed bit-for-bit repeatable: on a loaded machine about 1 in 10-40
+    single-threaded encodes of the same frames differed by a byte, at most 4 levels on a few pixels.
     """
 
     def converted() -> Iterable[av.VideoFrame]:
