@@ -15,15 +15,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.gemm import DTYPES, device
-from benchmarks.harness import Row, comparison, interleave
+from benchmarks.harness import Row, comparison, interleave, make_optimizer, optimizer_note
 from ltx.interop.diffusers import export_transformer
 from ltx.models.dit import VideoTransformer, dit_config, patchify_latents
 from ltx.training.parallelize import apply_compile
@@ -33,10 +30,8 @@ CONFIG = {"num_attention_heads": 8, "attention_head_dim": 64, "num_layers": 8, "
 GRIDS = {768: (3, 16, 16), 3072: (3, 32, 32)}
 QUICK_CONFIG = {"num_attention_heads": 4, "attention_head_dim": 32, "num_layers": 2, "cross_attention_dim": 128}
 QUICK_GRIDS = {96: (3, 4, 8), 384: (3, 8, 16)}
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 TARGETS = {"fp32": 1.1, "bf16": 1.25}
 PEAK_FRACTION_TARGET = 0.6
-OPTIMIZER_NOTE = "optimizer: ours AdamW fused=True (conf/train_dit.yaml), diffusers AdamW with torch's defaults"
 
 
 def build_pair(config_overrides: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -79,15 +74,6 @@ def reference_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> t
     return (prediction.float() - patchify_latents(inputs["target"])).pow(2).mean()
 
 
-def make_optimizer(side: str, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Ours: the optimizer ``make train-dit`` builds (conf/train_dit.yaml: AdamW, fused). diffusers ships
-    no trainer; its training examples build ``torch.optim.AdamW`` with torch's defaults (foreach)."""
-    if side == "diffusers":
-        return torch.optim.AdamW(model.parameters(), lr=1e-6)
-    settings = OmegaConf.load(CONFIG_DIR / "train_dit.yaml").optimizer
-    return instantiate(settings, lr=1e-6)(model.parameters())
-
-
 def train_step(model: torch.nn.Module, loss_fn: Callable, inputs: dict, optimizer: torch.optim.Optimizer,
                dtype: str) -> Callable[[], torch.Tensor]:
     autocast = torch.autocast(device().type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
@@ -123,7 +109,7 @@ def run(quick: bool, gemm_peaks: dict[str, float] | None = None, compiled: bool 
         inputs = make_inputs(ours, grid)
         for dtype in DTYPES:
             # fresh optimizers per case; all models start from the same weights for the loss check
-            steps = {name: train_step(model, loss_fn, inputs, make_optimizer(name, model), dtype)
+            steps = {name: train_step(model, loss_fn, inputs, make_optimizer(name, model, "train_dit"), dtype)
                      for name, (model, loss_fn) in models.items()}
             first_losses, first_seconds = {}, {}
             for name, step in steps.items():
@@ -138,7 +124,7 @@ def run(quick: bool, gemm_peaks: dict[str, float] | None = None, compiled: bool 
                                  times["diffusers"], target=TARGETS[dtype], work=tokens, unit="tokens",
                                  first_step_loss={"ours": first_losses[name], "diffusers": first_losses["diffusers"]},
                                  flops_per_step=flops)
-                row.notes = OPTIMIZER_NOTE
+                row.notes = optimizer_note("train_dit")
                 if name == "ours compiled":
                     row.extra["compile_s"] = first_seconds[name] - row.ours["median_s"]
                 achieved = flops / row.ours["median_s"] / 1e9

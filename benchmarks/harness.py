@@ -18,6 +18,25 @@ from typing import Any
 import torch
 
 
+def make_optimizer(side: str, model: torch.nn.Module, train_config: str) -> torch.optim.Optimizer:
+    """The optimizer each side trains with. Ours: the one ``conf/<train_config>.yaml`` builds (AdamW,
+    fused). diffusers ships no trainer; its training examples build ``torch.optim.AdamW`` with torch's
+    defaults (foreach)."""
+    if side == "diffusers":
+        return torch.optim.AdamW(model.parameters(), lr=1e-6)
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ltx.cli.train import CONFIG_DIR
+
+    settings = OmegaConf.load(CONFIG_DIR / f"{train_config}.yaml").optimizer
+    return instantiate(settings, lr=1e-6)(model.parameters())
+
+
+def optimizer_note(train_config: str) -> str:
+    return f"optimizer: ours AdamW fused=True (conf/{train_config}.yaml), diffusers AdamW with torch's defaults"
+
+
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()

@@ -22,14 +22,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.gemm import device
-from benchmarks.harness import Row, comparison, interleave, peak_memory_bytes
+from benchmarks.harness import Row, comparison, interleave, make_optimizer, optimizer_note, peak_memory_bytes
 from ltx.interop.diffusers import export_vae
 from ltx.models.vae import VideoAutoencoder, vae_config
 
 CLIP = (1, 3, 33, 256, 256)
 QUICK_CLIP = (1, 3, 9, 64, 64)
 TRAIN_CLIP = (1, 3, 17, 128, 128)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 SPEED_TARGET, MEMORY_TARGET = 1.25, 0.8  # ours >= 1.25x faster; ours <= 0.8x the memory
 
 
@@ -61,15 +60,6 @@ def encode_decode(side: str, model: torch.nn.Module, clip: torch.Tensor) -> torc
         return model.decode(model.encode(clip).latent_dist.mean, temb=timestep).sample
 
 
-def make_optimizer(side: str, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if side == "diffusers":
-        return torch.optim.AdamW(model.parameters(), lr=1e-6)
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    return instantiate(OmegaConf.load(CONFIG_DIR / "train_vae.yaml").optimizer, lr=1e-6)(model.parameters())
-
-
 def train_step(side: str, model: torch.nn.Module, clip: torch.Tensor,
                optimizer: torch.optim.Optimizer) -> Callable[[], float]:
     """Reconstruction step; both sides draw the posterior sample and decoder noise from seed 2."""
@@ -94,13 +84,14 @@ def training_row(directory: Path, quick: bool) -> Row:
     clip_shape = QUICK_CLIP if quick else TRAIN_CLIP
     clip = torch.rand(clip_shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device())
     models = {side: load(side, directory).train() for side in ("ours", "diffusers")}
-    steps = {side: train_step(side, model, clip, make_optimizer(side, model)) for side, model in models.items()}
+    steps = {side: train_step(side, model, clip, make_optimizer(side, model, "train_vae"))
+             for side, model in models.items()}
     first_losses = {side: step() for side, step in steps.items()}
     times = interleave(steps, repeats=2 if quick else 3, warmup=0)
     row = comparison("vae", f"training step {tuple(clip_shape)}", times["ours"], times["diffusers"],
                      target=SPEED_TARGET, work=clip_shape[0] * clip_shape[2], unit="frames",
                      first_step_loss=first_losses)
-    row.notes = "optimizer: ours AdamW fused=True (conf/train_vae.yaml), diffusers AdamW with torch's defaults"
+    row.notes = optimizer_note("train_vae")
     return row
 
 

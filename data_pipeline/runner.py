@@ -3,9 +3,10 @@
 Inputs are sorted and grouped into work shards of ``items_per_shard`` files; shard ``j`` belongs to
 task ``j % num_tasks`` (SLURM array tasks) and, inside a task, a process pool works through its
 shards (with one worker, a ``ShardPipeline`` in this process overlaps each shard's analysis with the
-previous shard's encoding and writing). Each shard's tar is written under a temporary name and renamed, then its stats JSON (which
-also lists its inputs, its rejections and its clips' scores) is written last: a rerun skips shards with
-a stats file and rewrites the rest, so a killed run leaves nothing half-written behind. The report
+previous shard's encoding and writing). Each shard's tar is written under a temporary name and
+renamed, then its stats JSON (which also lists its inputs, its rejections and its clips' scores) is
+written last: a rerun skips shards with a stats file and rewrites the rest, so a killed run leaves
+nothing half-written behind. The report
 adds up every shard's stats, so clips + rejections account for every input.
 """
 

@@ -93,23 +93,6 @@ class DiTModule(TrainingStage):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return instantiate(self.cfg.optimizer)(self.transformer.parameters())
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
-        """Clip as Lightning would, also for a fused optimizer when no gradient scaler is in use.
-
-        Lightning's mixed-precision plugin refuses to clip for any optimizer that unscales inside its
-        step (``fused=True``), because under fp16 the gradients would still be scaled here. Under bf16
-        or fp32 there is no scaler and the gradients are the true ones, so clipping them is exact.
-        """
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if not gradient_clip_val or scaler is not None:
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-        if str(gradient_clip_algorithm or "norm").lower().endswith("value"):
-            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
-        else:
-            torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
-
     # ---- inputs ----------------------------------------------------------------------------
     @torch.no_grad()
     def encode_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
