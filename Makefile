@@ -6,9 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 DEMO_DIR ?= outputs/demo
+DEMO_VAE = $(DEMO_DIR)/vae_run/checkpoints/last.ckpt
+DEMO_STATS = $(DEMO_DIR)/latent_stats.safetensors
+DEMO_CLIPS ?= 600
+DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick ablations ablations-quick registry clean
+.PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick ablations ablations-quick registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,23 +33,32 @@ test: $(STAMP) ## Lint, then run the test suite
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments
 
-demo: $(STAMP) ## Run the system end to end on the demo data: curation, VAE, latents, DiT, samples (CPU, ~5 min)
-	$(PY) -m data_pipeline.demo --output $(DEMO_DIR)
-	$(PY) -m data_pipeline input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated
+demo: $(STAMP) ## Run the system end to end on the demo data into DEMO_DIR: curation, VAE, latent statistics, latents, DiT, samples (CPU, ~5 min)
+	$(PY) -m data_pipeline.demo --output $(DEMO_DIR) --clip-size 64 --train-clips $(DEMO_CLIPS)
+	$(PY) -m data_pipeline demo_dir=$(DEMO_DIR) input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated
 	$(PY) -m ltx.data.inspect $(DEMO_DIR)/curated/shards --batches 6
-	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo run_dir=$(DEMO_DIR)/vae_run
+	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo demo_dir=$(DEMO_DIR) run_dir=$(DEMO_DIR)/vae_run
 	$(PY) -m ltx.cli.reconstruct $(DEMO_DIR)/sources/red_circle_stripes.mp4 $(DEMO_DIR)/reconstruction.mp4 \
-		--checkpoint $(DEMO_DIR)/vae_run/checkpoints/last.ckpt --frames 17 --side-by-side
-	$(PY) -m ltx.cli.precompute vae_checkpoint=$(DEMO_DIR)/vae_run/checkpoints/last.ckpt output=$(DEMO_DIR)/latents
-	$(PY) -m ltx.cli.train --config-name train_dit experiment=dit_demo run_dir=$(DEMO_DIR)/dit_run \
-		vae_checkpoint=$(DEMO_DIR)/vae_run/checkpoints/last.ckpt data.train_shards=$(DEMO_DIR)/latents/train \
-		data.val_shards=$(DEMO_DIR)/latents/val
-	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample.mp4 num_steps=10
+		--checkpoint $(DEMO_VAE) --frames 17 --side-by-side
+	$(PY) -m ltx.cli.latent_stats data=demo_world demo_dir=$(DEMO_DIR) checkpoint=$(DEMO_VAE) output=$(DEMO_STATS) \
+		run_dir=$(DEMO_DIR)/logs/latent_stats
+	$(PY) -m ltx.cli.precompute data=demo_world demo_dir=$(DEMO_DIR) vae_checkpoint=$(DEMO_VAE) \
+		model.vae.latent_stats=$(DEMO_STATS)
+	$(PY) -m ltx.cli.train --config-name train_dit experiment=dit_demo demo_dir=$(DEMO_DIR) run_dir=$(DEMO_DIR)/dit_run \
+		vae_checkpoint=$(DEMO_VAE) model.vae.latent_stats=$(DEMO_STATS)
+	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample.mp4 $(DEMO_SAMPLE) \
+		vae_checkpoint=$(DEMO_VAE) latent_stats=$(DEMO_STATS) run_dir=$(DEMO_DIR)/logs/sample
 	$(PY) -m ltx.cli.sample checkpoint=$(DEMO_DIR)/dit_run/checkpoints/last.ckpt output=$(DEMO_DIR)/sample_i2v.mp4 \
-		num_steps=10 image=$(DEMO_DIR)/sources/image_red_square.png
+		$(DEMO_SAMPLE) image=$(DEMO_DIR)/sources/image_red_square.png vae_checkpoint=$(DEMO_VAE) \
+		latent_stats=$(DEMO_STATS) run_dir=$(DEMO_DIR)/logs/sample
+	$(PY) -m ltx.cli.report_card $(DEMO_DIR) --num-steps 20
 	@echo "demo outputs in $(DEMO_DIR): sources/, curated/ (shards, report.json, rejects.jsonl), val/,"
-	@echo "  vae_run/ (VAE: checkpoints, previews, csv),"
-	@echo "  reconstruction.mp4, latents/, dit_run/ (DiT: checkpoints, samples, csv), sample.mp4, sample_i2v.mp4"
+	@echo "  vae_run/ (VAE: checkpoints, previews, csv), reconstruction.mp4, latent_stats.safetensors,"
+	@echo "  latents/ (each shard's stats JSON records the VAE and statistics), dit_run/ (DiT: checkpoints,"
+	@echo "  samples, csv), sample.mp4, sample_i2v.mp4, logs/, report_card.{json,md}, contact_sheet.png"
+
+report-card: $(STAMP) ## Score the demo's VAE and DiT against their targets -> DEMO_DIR/report_card.{json,md}, contact_sheet.png
+	$(PY) -m ltx.cli.report_card $(DEMO_DIR) $(ARGS)
 
 data: $(STAMP) ## Curate raw videos into shards (ARGS="input=DIR output=DIR ..."; default: the demo sources)
 	$(if $(ARGS),,$(PY) -m data_pipeline.demo --output $(DEMO_DIR))
@@ -71,8 +84,8 @@ latents: $(STAMP) ## Precompute latent shards for DiT training (ARGS: Hydra over
 	$(PY) -m ltx.cli.precompute $(ARGS)
 
 train-dit: $(STAMP) ## Train the DiT (no ARGS: precompute demo latents, then ~3 min on CPU; else Hydra overrides)
-	$(if $(ARGS),,$(PY) -m ltx.cli.precompute)
-	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),data=latents)
+	$(if $(ARGS),,$(PY) -m ltx.cli.precompute demo_dir=$(DEMO_DIR))
+	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),data=latents demo_dir=$(DEMO_DIR))
 
 bench: $(STAMP) ## Benchmarks vs diffusers and the machine's GEMM peak -> benchmarks/results/<date>.json + .md (~10 min CPU)
 	$(PY) -m benchmarks $(ARGS)

@@ -31,7 +31,7 @@ def build(model: str, tokens: int, device: torch.device) -> tuple[torch.nn.Modul
         network = VideoTransformer(dit_config("tiny", num_attention_heads=8, attention_head_dim=64,
                                               num_layers=8, cross_attention_dim=512))
         frames, height = 3, 32
-        inputs = (torch.randn(1, 16, frames, height, tokens // (frames * height)), torch.tensor([0.5]),
+        inputs = (torch.randn(1, 128, frames, height, tokens // (frames * height)), torch.tensor([0.5]),
                   torch.randn(1, 64, 32))
     else:
         network = VideoAutoencoder(vae_config("tiny", noise_injection=False))

@@ -43,6 +43,6 @@ def train_samples_per_s(quick: bool) -> dict[str, float]:
     """Samples/s of a training step: ``vae`` on (2, 3, 17, 128, 128) videos, ``dit`` on 48-token latents."""
     batch = 2
     steps = {"vae": _vae_step(torch.rand(batch, 3, 17, 128, 128) * 2 - 1),
-             "dit": _dit_step(torch.randn(batch, 16, 3, 4, 4))}
+             "dit": _dit_step(torch.randn(batch, 128, 3, 4, 4))}
     times = interleave(steps, repeats=2 if quick else 4, warmup=1)
     return {name: batch / Timing.of(seconds).median_s for name, seconds in times.items()}

@@ -42,7 +42,7 @@ from ltx.data.shards import write_shards
 
 LOADER_SECTION, CURATION_SECTION = "data_loader", "curation"
 CURATION_STAGES = "[probe,scenes,letterbox,motion,caption]"  # no aesthetic (neural); captions from sidecars
-LATENT_SHAPE, TEXT_SHAPE = (16, 3, 4, 4), (128, 32)
+LATENT_SHAPE, TEXT_SHAPE = (128, 3, 4, 4), (128, 32)
 TRAIN_PAIRS = {"video": ("vae", "video loader vs tiny VAE step"), "latent": ("dit", "latent loader vs tiny DiT step")}
 
 

@@ -5,9 +5,11 @@ Each source is an H.264 mp4 with a caption beside it (``{name}.txt``) and a grou
 whether it is static). The set includes single-shot clips, clips with hard scene cuts, letterboxed and
 pillarboxed clips (full-range and limited-range black), nearly static clips and still images, so the
 curation pipeline has real work. ``pack_demo_shards`` packs the sources straight into shards of the
-schema (one sample per source) for training before curation.
+schema (one sample per source) for training before curation. ``generate_demo`` also writes the demo world
+(``demo_world.py``: many short clips of the same vocabulary, some combinations held out for evaluation).
 
-Usage: ``python -m data_pipeline.demo --output outputs/demo`` (what ``make demo`` runs).
+Usage: ``python -m data_pipeline.demo --output outputs/demo`` (what ``make demo`` runs; ``--train-clips``,
+``--val-clips``, ``--clip-frames``, ``--clip-size`` and ``--seed`` size the world).
 """
 
 from __future__ import annotations
@@ -19,31 +21,28 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ltx.data.schema import ClipMetadata, CropBox
 from ltx.data.shards import ShardSample, write_shards
 from ltx.data.video_io import encode_mp4, encode_png
+from ltx.evaluation.demo_vocabulary import (
+    BACKGROUND_SHADES,
+    BACKGROUNDS,
+    COLOURS,
+    DIRECTIONS,
+    SHAPE_HALF_SIZE,
+    SHAPES,
+    scene_caption,
+)
 from ltx.text.tiny import write_tiny_t5
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (240, 220, 40),
-    "purple": (150, 60, 190), "orange": (245, 140, 30), "white": (245, 245, 245), "cyan": (40, 200, 210),
-}
-DIRECTIONS: dict[str, tuple[tuple[float, float], tuple[float, float], str]] = {
-    # name: (start (x, y), end (x, y)) as fractions of the frame, and the caption phrase
-    "left_to_right": ((0.15, 0.5), (0.85, 0.5), "moves from left to right"),
-    "right_to_left": ((0.85, 0.5), (0.15, 0.5), "moves from right to left"),
-    "top_to_bottom": ((0.5, 0.15), (0.5, 0.85), "moves from top to bottom"),
-    "bottom_to_top": ((0.5, 0.85), (0.5, 0.15), "moves from bottom to top"),
-    "diagonal": ((0.15, 0.2), (0.85, 0.8), "moves diagonally from the top left to the bottom right"),
-    "still": ((0.5, 0.5), (0.5, 0.5), "stays still in the centre"),
-    "drift": ((0.49, 0.5), (0.51, 0.5), "stays almost still in the centre"),
-}
-SHAPES = ("circle", "square", "triangle")
+if TYPE_CHECKING:
+    from data_pipeline.demo_world import WorldSettings
+
 VALIDATION_SOURCES = ("yellow_circle_gradient", "cyan_square_wide", "image_blue_triangle")  # held out of training
-BACKGROUNDS = ("striped", "checkered", "dotted", "gradient")
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,7 @@ class SceneSpec:
 
     @property
     def caption(self) -> str:
-        phrase = DIRECTIONS[self.direction][2]
-        return f"{_article(self.colour)} {self.colour} {self.shape} {phrase} over {_article(self.background_colour)} {self.background_colour} {self.background} background"
-
-
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+        return scene_caption(self.colour, self.shape, self.direction, self.background, self.background_colour)
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ class SourceSpec:
 
     name: str
     scenes: tuple[SceneSpec, ...]
-    kind: str  # single_shot | scene_cuts | letterbox | pillarbox | static | image
+    kind: str  # single_shot | scene_cuts | letterbox | pillarbox | static | image | world
     fps: float = 24.0
     width: int = 256
     height: int = 192
@@ -146,7 +140,8 @@ def render_background(kind: str, colour: str, height: int, width: int) -> np.nda
         pattern = xx / max(1, width - 1)
     else:
         raise ValueError(f"unknown background {kind!r}; valid: {', '.join(BACKGROUNDS)}")
-    shade = 0.45 + 0.45 * pattern[..., None]  # (H, W, 1) in [0.45, 0.9]
+    darkest, lightest = BACKGROUND_SHADES
+    shade = darkest + (lightest - darkest) * pattern[..., None]  # (H, W, 1) in [0.45, 0.9]
     return (base * shade).clip(0, 255).astype(np.uint8)
 
 
@@ -167,7 +162,7 @@ def render_scene(scene: SceneSpec, height: int, width: int) -> Iterator[np.ndarr
     """Frames `(H, W, 3) uint8` of one scene."""
     background = render_background(scene.background, scene.background_colour, height, width)
     (x0, y0), (x1, y1), _ = DIRECTIONS[scene.direction]
-    radius = 0.14 * min(height, width)
+    radius = SHAPE_HALF_SIZE * min(height, width)
     colour = np.array(COLOURS[scene.colour], dtype=np.uint8)
     for index in range(scene.num_frames):
         progress = index / max(1, scene.num_frames - 1)
@@ -201,7 +196,8 @@ def ground_truth(spec: SourceSpec) -> dict:
         "name": spec.name, "kind": spec.kind, "fps": None if spec.kind == "image" else spec.fps,
         "width": spec.width, "height": spec.height, "num_frames": spec.num_frames,
         "content_box": asdict(spec.content_box), "black_level": spec.black_level,
-        "static": spec.kind == "static", "scenes": scenes,
+        "static": spec.kind != "image" and all(scene.direction in ("still", "drift") for scene in spec.scenes),
+        "scenes": scenes,
     }
 
 
@@ -211,8 +207,13 @@ class DemoSummary:
 
     sources: list[dict] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
-    val_shards: list[str] = field(default_factory=list)
+    val_shards: list[str] = field(default_factory=list)  # the held-out demo sources' and the world's
     num_samples: int = 0
+    world_shards: list[str] = field(default_factory=list)
+    world_train_clips: int = 0
+    world_val_clips: int = 0
+    world_size: str = ""  # e.g. "17 frames of 128x128"
+    manifest: str = ""
     seconds: float = 0.0
 
 
@@ -250,14 +251,20 @@ def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path,
     return [stats.shard for stats in write_shards(samples(), shard_dir, samples_per_shard, prefix=prefix)]
 
 
-def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True) -> DemoSummary:
+def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True,
+                  world: WorldSettings | None = None) -> DemoSummary:
     """Write the demo sources under ``output/sources``, training shards under ``output/shards``, the
-    held-out sources (``VALIDATION_SOURCES``) under ``output/val`` and a tiny T5 stand-in text encoder
-    under ``output/text_encoder``."""
+    held-out sources (``VALIDATION_SOURCES``) under ``output/val``, the demo world (``demo_world.write_world``
+    with ``world``, default ``WorldSettings()``: clips under ``output/world``, training shards in
+    ``output/world/shards``, held-out clips in ``output/val``, manifest ``output/world.json``) and a tiny T5
+    stand-in text encoder under ``output/text_encoder``."""
+    from data_pipeline.demo_world import WorldSettings, write_world  # demo_world builds on this module
+
     start = time.perf_counter()
     output = Path(output)
+    world = WorldSettings() if world is None else world
     source_dir, shard_dir, val_dir = output / "sources", output / "shards", output / "val"
-    for directory in (source_dir, shard_dir, val_dir, output / "text_encoder"):
+    for directory in (source_dir, shard_dir, val_dir, output / "world", output / "text_encoder"):
         if directory.exists() and overwrite:
             shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -274,7 +281,12 @@ def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = Tr
     summary.num_samples = len(train)
     (output / "train_sources.txt").write_text(  # the curation pipeline's input list (held-out sources left out)
         "".join(f"{source['path']}\n" for source in summary.sources if source["name"] not in VALIDATION_SOURCES))
-    write_tiny_t5(output / "text_encoder", (word for spec in specs for word in spec.caption.replace(";", " ").split()))
+    world_summary = write_world(output, world, samples_per_shard)
+    summary.world_shards, summary.val_shards = world_summary.shards, summary.val_shards + world_summary.val_shards
+    summary.world_train_clips, summary.world_val_clips = len(world_summary.train), len(world_summary.val)
+    summary.world_size, summary.manifest = f"{world.frames} frames of {world.width}x{world.height}", world_summary.manifest
+    captions = [spec.caption for spec in specs + world_summary.train + world_summary.val]
+    write_tiny_t5(output / "text_encoder", (word for caption in captions for word in caption.replace(";", " ").split()))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -289,16 +301,43 @@ def format_summary(summary: DemoSummary, output: Path) -> str:
     lines += [f"    {s['name']:<32} {s['kind']:<12} {s['frames']:>4} frames {s['size']:>8}  \"{s['caption']}\"" for s in summary.sources]
     lines.append(f"  {summary.num_samples} training samples in {len(summary.shards)} shards in {output / 'shards'}, "
                  f"{len(VALIDATION_SOURCES)} held-out samples in {output / 'val'} (packed uncurated)")
+    lines.append(f"  demo world (clips of {summary.world_size} in {output / 'world'}): "
+                 f"{summary.world_train_clips} training clips in {len(summary.world_shards)} shards in "
+                 f"{output / 'world' / 'shards'}, {summary.world_val_clips} clips of held-out combinations in "
+                 f"{output / 'val'}; manifest {summary.manifest}")
     lines.append(f"  a tiny random T5 text encoder over the captions' words in {output / 'text_encoder'}")
     return "\n".join(lines)
 
 
+def _clip_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` or ``"SIZE"`` (square) as (width, height)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected WxH or SIZE in pixels (e.g. 160x128 or 128), got {text!r}")
+    width, height = int(parts[0]), int(parts[-1])
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> None:
+    from data_pipeline.demo_world import WorldSettings  # demo_world builds on this module
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="where sources/ and shards/ go")
     parser.add_argument("--samples-per-shard", type=int, default=4)
+    defaults = WorldSettings()
+    parser.add_argument("--train-clips", type=int, default=defaults.train_clips, help="demo-world training clips")
+    parser.add_argument("--val-clips", type=int, default=defaults.val_clips,
+                        help="demo-world validation clips of held-out combinations (24: one per combination)")
+    parser.add_argument("--clip-frames", type=int, default=defaults.frames, help="frames per demo-world clip (8k+1)")
+    parser.add_argument("--clip-size", type=_clip_size, default=(defaults.width, defaults.height), metavar="WxH | SIZE",
+                        help="demo-world clip size, multiples of 32 (128 means 128x128)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="draws the demo-world training clips")
     args = parser.parse_args(argv)
-    summary = generate_demo(args.output, args.samples_per_shard)
+    try:
+        world = WorldSettings(args.train_clips, args.val_clips, args.clip_frames, *args.clip_size, seed=args.seed)
+    except ValueError as error:
+        parser.error(str(error))
+    summary = generate_demo(args.output, args.samples_per_shard, world=world)
     print(format_summary(summary, args.output))
 
 

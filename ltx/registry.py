@@ -208,6 +208,8 @@ ROPE_SPACINGS: Registry[Any] = Registry("rope spacing", builtin_modules=("ltx.po
 TIMESTEP_SAMPLERS: Registry[Any] = Registry("timestep sampler", builtin_modules=("ltx.diffusion.timesteps",))
 SAMPLERS: Registry[Any] = Registry("sampler", builtin_modules=("ltx.sampling.euler",))
 TEXT_ENCODERS: Registry[Any] = Registry("text encoder", builtin_modules=("ltx.text.encoders",))
+LR_SCHEDULES: Registry[Any] = Registry("lr schedule", builtin_modules=("ltx.training.schedules",))
+VAE_INITS: Registry[Any] = Registry("vae init", builtin_modules=("ltx.training.vae_init",))
 TRAINING_STAGES: Registry[Any] = Registry("training stage", builtin_modules=("ltx.training.vae_module", "ltx.training.dit_module"))
 CURATION_STAGES: Registry[Any] = Registry("curation stage", builtin_modules=("data_pipeline.stages",))
 CAPTIONERS: Registry[Any] = Registry("captioner", builtin_modules=("data_pipeline.captioners",))

@@ -9,6 +9,7 @@ import pytest
 from helpers import moving_square_frames
 
 from data_pipeline.demo import generate_demo
+from data_pipeline.demo_world import WorldSettings
 from ltx.data.shards import ShardSample, write_shard
 from ltx.data.video_io import encode_mp4
 
@@ -34,9 +35,12 @@ def make_shards(tmp_path_factory) -> Callable[..., list[Path]]:
     return make
 
 
+TEST_WORLD = WorldSettings(train_clips=12, val_clips=2)  # a small demo world: the tests' validation stays short
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    """The embedded demo data, generated once per test session."""
+    """The embedded demo data (with ``TEST_WORLD``), generated once per test session."""
     output = tmp_path_factory.mktemp("demo")
-    generate_demo(output)
+    generate_demo(output, world=TEST_WORLD)
     return output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,9 @@ from ltx.data.shards import ShardSample
 from ltx.data.video_io import encode_mp4, encode_png
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The Hydra entry points the Makefile runs and their primary configs (None: the command's --config-name).
+HYDRA_CONFIGS = {"data_pipeline": "curate", "ltx.cli.train": None, "ltx.cli.latent_stats": "latent_stats",
+                 "ltx.cli.precompute": "precompute", "ltx.cli.sample": "sample"}
 
 
 def moving_square_frames(num_frames: int, height: int, width: int, seed: int) -> list[np.ndarray]:
@@ -63,3 +68,25 @@ def image_sample(key: str, height: int = 64, width: int = 64, seed: int = 0) -> 
 def compose_config(config_name: str, overrides: list[str] = (), return_hydra_config: bool = False) -> DictConfig:
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def demo_recipe(demo_dir: Path) -> list[tuple[str, list[str]]]:
+    """The Python commands of ``make demo DEMO_DIR=demo_dir`` (a dry run) as (module, arguments)."""
+    dry_run = subprocess.run(["make", "-n", "-W", ".venv/.installed", "demo", f"DEMO_DIR={demo_dir}"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    commands = []
+    for line in dry_run.replace("\\\n", " ").splitlines():
+        words = shlex.split(line)
+        if len(words) > 2 and words[0].endswith("python") and words[1] == "-m":
+            commands.append((words[2], words[3:]))
+        else:
+            assert words[0] == "echo", f"a demo step that is not `python -m ...`: {line}"
+    return commands
+
+
+def hydra_overrides(module: str, arguments: list[str]) -> tuple[str, list[str]]:
+    """The primary config name and the overrides of a Hydra command of the Makefile."""
+    if HYDRA_CONFIGS[module] is not None:
+        return HYDRA_CONFIGS[module], arguments
+    assert arguments[0] == "--config-name", arguments
+    return arguments[1], arguments[2:]

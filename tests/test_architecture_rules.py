@@ -38,3 +38,14 @@ def test_checkpoints_are_never_unpickled_unsafely():
                 if not any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords):
                     offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
     assert not offenders, f"torch.load without weights_only=True: {offenders}"
+
+
+def test_the_package_never_imports_the_data_pipeline():
+    """Dependencies run one way: ``data_pipeline`` builds on ``ltx`` (e.g. the demo world's vocabulary in
+    ``ltx.evaluation``), never the reverse."""
+    offenders = {}
+    for path in (REPO_ROOT / "ltx").rglob("*.py"):
+        bad = {m for m in imported_modules(path) if m == "data_pipeline" or m.startswith("data_pipeline.")}
+        if bad:
+            offenders[str(path.relative_to(REPO_ROOT))] = sorted(bad)
+    assert not offenders, f"ltx/ must not import data_pipeline: {offenders}"

@@ -17,6 +17,7 @@ from ltx.cli.train import CONFIG_DIR, build_callbacks, build_loggers
 from ltx.data.datamodule import ShardDataModule
 from ltx.data.synthetic import SyntheticDataModule
 from ltx.losses import WeightedLossTerms
+from ltx.training.schedules import build_lr_scheduler
 
 PRIMARY_CONFIGS = ("train_vae", "train_dit")
 ALL_GROUP_OPTIONS = sorted(
@@ -71,6 +72,7 @@ def instantiate_all(cfg) -> None:
     assert isinstance(WeightedLossTerms(cfg.loss.terms), WeightedLossTerms)
     optimizer = instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters())
     assert isinstance(optimizer, torch.optim.Optimizer)
+    assert isinstance(build_lr_scheduler(optimizer, cfg.scheduler), torch.optim.lr_scheduler.LambdaLR)
     assert get_class(cfg.hydra.launcher._target_) is not None
     for model in cfg.model.values():
         assert_primitive(OmegaConf.to_container(model, resolve=True))

@@ -10,6 +10,12 @@ import pytest
 from helpers import assert_same_picture
 
 from data_pipeline.demo import SHAPES, VALIDATION_SOURCES, demo_sources, render_source, write_source
+from data_pipeline.demo_world import (
+    MANIFEST_NAME,
+    WorldSettings,
+    world_training_clips,
+    world_validation_clips,
+)
 from ltx.data.schema import ClipMetadata
 from ltx.data.video_io import decode_frames, probe_video
 
@@ -88,8 +94,20 @@ def test_generation_is_deterministic(tmp_path):
     assert_same_picture(decoded_a, decode_frames(write_source(spec, b).read_bytes(), indices))
 
 
+def world_settings(demo_dir) -> WorldSettings:
+    """The settings the session's demo world was generated with (from its manifest)."""
+    return WorldSettings(**json.loads((demo_dir / MANIFEST_NAME).read_text())["settings"])
+
+
+def sidecar_caption(demo_dir, key: str) -> str:
+    """The caption written beside a source: a fixed demo source's, or a world clip's."""
+    directory = "world/train" if key.startswith("world_") else "world/val" if key.startswith("heldout_") else "sources"
+    return (demo_dir / directory / f"{key}.txt").read_text().strip()
+
+
 def test_demo_shards_follow_the_schema_and_hold_every_source(demo_dir):
-    shard_paths = sorted((demo_dir / "shards").glob("*.tar")) + sorted((demo_dir / "val").glob("*.tar"))
+    shard_paths = sorted((demo_dir / "shards").glob("*.tar")) + sorted((demo_dir / "val").glob("*.tar")) + \
+        sorted((demo_dir / "world" / "shards").glob("*.tar"))
     keys = []
     for shard in shard_paths:
         assert shard.with_suffix(".stats.json").exists()
@@ -102,10 +120,12 @@ def test_demo_shards_follow_the_schema_and_hold_every_source(demo_dir):
             meta = ClipMetadata.from_json(raw)
             media = "png" if meta.is_image else "mp4"
             assert f"{key}.{media}" in members
-            assert members[f"{key}.txt"].decode() == (demo_dir / "sources" / f"{key}.txt").read_text().strip()
+            assert members[f"{key}.txt"].decode() == sidecar_caption(demo_dir, key)
             assert meta.aesthetic_score is None and meta.caption_source == "sidecar"
             keys.append(key)
-    assert sorted(keys) == sorted(spec.name for spec in demo_sources())
+    settings = world_settings(demo_dir)
+    world = [clip.name for clip in world_training_clips(settings) + world_validation_clips(settings)]
+    assert sorted(keys) == sorted([spec.name for spec in demo_sources()] + world)
 
 
 def test_validation_sources_are_held_out_of_training(demo_dir):
@@ -116,5 +136,9 @@ def test_validation_sources_are_held_out_of_training(demo_dir):
                 names |= {member.name.partition(".")[0] for member in tar}
         return names
 
-    assert keys(demo_dir / "val") == set(VALIDATION_SOURCES)
-    assert not keys(demo_dir / "shards") & set(VALIDATION_SOURCES)
+    settings = world_settings(demo_dir)
+    world_val = {clip.name for clip in world_validation_clips(settings)}
+    assert world_val and keys(demo_dir / "val") == set(VALIDATION_SOURCES) | world_val
+    assert keys(demo_dir / "world" / "shards") == {clip.name for clip in world_training_clips(settings)}
+    for training in (demo_dir / "shards", demo_dir / "world" / "shards"):
+        assert not keys(training) & (set(VALIDATION_SOURCES) | world_val)

@@ -104,7 +104,7 @@ def test_text_mask_hides_padding_tokens():
 @pytest.mark.parametrize(("change", "message"), [
     ("text_dim", r"text must be \(B=2, L, 32\)"),
     ("mask", r"text_mask must be \(B, L\)"),
-    ("latents", r"latents must be \(B, 16, F', H', W'\)"),
+    ("latents", r"latents must be \(B, 128, F', H', W'\)"),
     ("timestep", "per-token timesteps must be"),
 ])
 def test_invalid_inputs_raise_clear_errors(change, message):

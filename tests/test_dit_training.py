@@ -40,6 +40,7 @@ def test_training_is_deterministic_and_validation_loss_is_fixed(demo_dir, tmp_pa
     run_training(dit_config(demo_dir, first))
     run_training(dit_config(demo_dir, second))
     assert len(losses(first, "train/loss")) == 4
+    assert losses(first, "lr") == [1e-4] * 4  # LearningRateMonitor, the default constant schedule
     assert losses(first, "train/loss") == pytest.approx(losses(second, "train/loss"), rel=1e-5)
     assert losses(first, "val/loss") == pytest.approx(losses(second, "val/loss"), rel=1e-6)
     assert len(losses(first, "val/loss_t0.50")) == 2
@@ -48,7 +49,7 @@ def test_training_is_deterministic_and_validation_loss_is_fixed(demo_dir, tmp_pa
 
 def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_path):
     module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0"))
-    latents = torch.randn(2, 16, 3, 2, 2)  # 3 latent frames of 4 tokens
+    latents = torch.randn(2, 128, 3, 2, 2)  # 3 latent frames of 4 tokens
     text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
     seen = {}
     forward_tokens = module.transformer.forward_tokens
@@ -84,8 +85,7 @@ def test_token_dropping_keeps_positions_of_the_kept_tokens():
 
 
 def test_text_encoder_width_must_match_the_dit(demo_dir, tmp_path):
-    cfg = dit_config(demo_dir, tmp_path, "+model.dit.overrides.caption_channels=48",
-                     "+model.dit.overrides.cross_attention_dim=64")
+    cfg = dit_config(demo_dir, tmp_path, "+model.dit.overrides.caption_channels=48")
     with pytest.raises(ValueError, match="gives 32-d features but the DiT expects caption_channels=48"):
         DiTModule(cfg)
 
@@ -168,7 +168,7 @@ def test_gradient_clipping_with_the_fused_default_optimizer(demo_dir, tmp_path, 
     from lightning.pytorch.plugins.precision import MixedPrecision
 
     module = DiTModule(dit_config(demo_dir, tmp_path))
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()["optimizer"]
     assert optimizer.defaults["fused"]
     parameters = [p for p in module.transformer.parameters()]
     for parameter in parameters:

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import time
 
-from helpers import REPO_ROOT
+from helpers import HYDRA_CONFIGS, REPO_ROOT, compose_config, demo_recipe, hydra_overrides
+from omegaconf import OmegaConf
 
 USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "convert",
                 "reconstruct", "latent-stats", "bench", "bench-quick", "ablations", "ablations-quick", "registry")
@@ -48,6 +49,37 @@ def test_environment_is_reinstalled_only_when_pyproject_changes(tmp_path):
 def test_training_targets_pass_args_as_hydra_overrides():
     dry_run = make("-n", "-W", ".venv/.installed", "train-dit", "ARGS=trainer=gpu data.batch_size=4").stdout
     assert "ltx.cli.train --config-name train_dit trainer=gpu data.batch_size=4" in dry_run
+
+
+def strings(node) -> list[str]:
+    """Every string value of a resolved config."""
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in strings(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_demo_recipe_keeps_every_path_in_demo_dir(tmp_path):
+    """`make demo DEMO_DIR=X`: every Hydra command gets demo_dir=X when its config has one, and its
+    resolved config (data, VAE, text encoder, latents, run_dir) names nothing under outputs/demo and
+    runs in X; every path argument of the other commands is under X."""
+    demo_dir = tmp_path / "elsewhere"
+    commands = demo_recipe(demo_dir)
+    hydra_commands = [(module, arguments) for module, arguments in commands if module in HYDRA_CONFIGS]
+    assert {module for module, _ in hydra_commands} == set(HYDRA_CONFIGS)
+    for module, arguments in hydra_commands:
+        config_name, overrides = hydra_overrides(module, arguments)
+        cfg = OmegaConf.to_container(compose_config(config_name, overrides), resolve=True)
+        if "demo_dir" in cfg:
+            assert f"demo_dir={demo_dir}" in overrides, (module, overrides)
+        assert not [text for text in strings(cfg) if "outputs/demo" in text], (module, overrides)
+        assert cfg["run_dir"].startswith(f"{demo_dir}/"), (module, cfg["run_dir"])
+    for module, arguments in commands:
+        if module not in HYDRA_CONFIGS:
+            paths = [argument for argument in arguments if "/" in argument]
+            assert paths and all(path.startswith(f"{demo_dir}/") or path == str(demo_dir) for path in paths), \
+                (module, arguments)
 
 
 def test_ci_runs_make_test():

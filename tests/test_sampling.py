@@ -23,7 +23,7 @@ from ltx.sampling import (
 
 LTX_SCHEDULER = dict(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
                      max_image_seq_len=4096, shift_terminal=0.1)  # the LTX-Video v0.9.1 scheduler config
-SHAPE = (2, 16, 3, 2, 2)  # (B, C, F, H, W) tiny latents: 12 tokens per sample
+SHAPE = (2, 128, 3, 2, 2)  # (B, C, F, H, W) tiny latents: 12 tokens per sample
 
 
 class CountingModel:
@@ -201,7 +201,7 @@ def causal_vae() -> VideoAutoencoder:
     """The tiny VAE with a causal decoder: decoded frame 0 then depends on latent frame 0 only."""
     torch.manual_seed(0)
     vae = VideoAutoencoder(vae_config("tiny", decoder_causal=True)).eval()
-    vae.set_latent_statistics(torch.randn(16) * 0.1, torch.rand(16) + 0.5)
+    vae.set_latent_statistics(torch.randn(128) * 0.1, torch.rand(128) + 0.5)
     return vae
 
 
@@ -217,7 +217,7 @@ def test_image_to_video_first_frame_is_the_vae_reconstruction_of_the_image(causa
     torch.testing.assert_close(conditioning.latents[:, :, :1], expected_latents)
     torch.testing.assert_close(image_conditioning(causal_vae, image.unsqueeze(2), 2).latents, conditioning.latents)
 
-    noise = torch.randn(1, 16, 2, 1, 1, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(1, 128, 2, 1, 1, generator=torch.Generator().manual_seed(1))
     text, mask = text_inputs(batch=1)
     latents = EulerFlowSampler().sample(tiny_transformer(), noise, text, mask, 24.0, num_steps=3,
                                         guidance_scale=1.0, conditioning=conditioning,
@@ -246,7 +246,7 @@ def spy_on_decode(vae: VideoAutoencoder, monkeypatch) -> list[dict]:
 
 def test_decode_latents_renoises_and_decodes_at_the_decode_timestep(causal_vae, monkeypatch):
     calls = spy_on_decode(causal_vae, monkeypatch)
-    latents = torch.randn(1, 16, 1, 1, 1)
+    latents = torch.randn(1, 128, 1, 1, 1)
     video = decode_latents(causal_vae, latents, generator=torch.Generator().manual_seed(0))
     raw = causal_vae.denormalize_latents(latents)
     eps = torch.randn(raw.shape, generator=torch.Generator().manual_seed(0))
@@ -263,7 +263,7 @@ def test_decode_latents_without_timestep_conditioning_decodes_clean(monkeypatch)
     torch.manual_seed(0)
     vae = VideoAutoencoder(vae_config("tiny", timestep_conditioning=False)).eval()
     calls = spy_on_decode(vae, monkeypatch)
-    latents = torch.randn(1, 16, 1, 1, 1)
+    latents = torch.randn(1, 128, 1, 1, 1)
     decode_latents(vae, latents, decode_timestep=0.05, renoise_scale=0.025)
     assert calls[0]["timestep"] is None
     torch.testing.assert_close(calls[0]["latents"], vae.denormalize_latents(latents))
@@ -292,7 +292,7 @@ def test_clear_errors(causal_vae):
         sampler.sample(model, noise, text, mask, 24.0, num_steps=2, guidance_scale=1.0, timesteps=[1.0, 0.0])
     with pytest.raises(ValueError, match="decrease strictly"):
         sampler.sample(model, noise, text, mask, 24.0, num_steps=2, guidance_scale=1.0, timesteps=[0.0, 0.5, 1.0])
-    wrong_shape = FrameConditioning(torch.randn(2, 16, 2, 2, 2), torch.ones(2, 2, dtype=torch.bool))
+    wrong_shape = FrameConditioning(torch.randn(2, 128, 2, 2, 2), torch.ones(2, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="must have the noise's shape"):
         sampler.sample(model, noise, text, mask, 24.0, num_steps=2, guidance_scale=1.0, conditioning=wrong_shape)
     with pytest.raises(ValueError, match="bool tensor"):

@@ -12,6 +12,7 @@ average or an unsynchronised draw changes the losses by 1e-3 or more).
 from __future__ import annotations
 
 import copy
+import math
 import re
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import torch
 from helpers import REPO_ROOT
 from safetensors.torch import load_file
 from training_runs import (
+    TESTS_ON_PATH,
     dit_overrides,
     metric_by_step,
     metric_files,
@@ -124,13 +126,57 @@ def test_adaptive_gan_weight_is_refused_under_fsdp_with_a_clear_error(tmp_path):
     assert "set loss.gan.adaptive_weight=false with trainer=fsdp" in result.stdout + result.stderr
 
 
+def test_ddp_vae_with_gan_averages_both_networks_and_keeps_replicas_identical(tmp_path):
+    """trainer=ddp, the rGAN from step 2 of 4: generator-only steps, then generator and discriminator steps,
+    each backward all-reducing its own network (ltx.training.data_parallel; one DDP over both networks
+    stopped with "parameters that were not used in producing the loss"). The ranks see different
+    samples, so identical trained replicas mean both networks' gradients were reduced. Plain SGD without
+    clipping makes each update lr x the gradient (Adam's is nearly scale-free and would hide a sum), so
+    updates equal to one process's on the same global batch mean the gradients were averaged."""
+    common = ["trainer.max_steps=4", "data.batches_per_epoch=2", "callbacks.checkpoint=null", "callbacks.ema=null",
+              "callbacks.preemption=null", "vae_training.num_preview_samples=0", "vae_training.gradient_clip=null",
+              "optimizer._target_=torch.optim.SGD", "~optimizer.betas", "optimizer.fused=null", "optimizer.lr=1e-3",
+              "loss.gan.betas=null", "+callbacks.rank_weights._target_=training_runs.SaveRankWeights"]
+    single, replicated = tmp_path / "single", tmp_path / "ddp"
+    for run_dir, extra in ((single, ["data.batch_size=2"]),
+                           (replicated, ["data.batch_size=1", "trainer=ddp", "trainer.accelerator=cpu",
+                                         "trainer.devices=2", "trainer.precision=32-true"])):
+        run_training_process("train_vae", *vae_overrides(run_dir, *common, *extra,
+                                                         f"+callbacks.rank_weights.directory={run_dir}"),
+                             extra_env=TESTS_ON_PATH)
+    for key in ("train/loss", "train/kl", "train/gan_discriminator"):
+        assert_same_curve(metric_by_step(single / "csv" / "metrics.csv", key),
+                          metric_by_step(replicated / "csv" / "metrics.csv", key))
+    assert sorted(metric_by_step(replicated / "csv" / "metrics.csv", "train/gan_discriminator")) == [2, 3]
+
+    def weights(directory: Path, name: str) -> dict[str, torch.Tensor]:
+        state = torch.load(directory / f"{name}.pt", map_location="cpu", weights_only=True)
+        return {key: value for key, value in state.items() if key.startswith(("vae.", "discriminator."))}
+
+    start, rank0, rank1 = (weights(replicated, name) for name in ("rank0-start", "rank0-end", "rank1-end"))
+    single_start, single_end = weights(single, "rank0-start"), weights(single, "rank0-end")
+    for network in ("vae.", "discriminator."):
+        keys = [key for key in rank0 if key.startswith(network)]
+        assert keys and all(torch.equal(start[key], single_start[key]) for key in keys)  # the same initialisation
+        for key in keys:
+            assert torch.equal(rank0[key], rank1[key]), f"the replicas differ at {key}"
+        updates = torch.cat([(rank0[key] - start[key]).flatten() for key in keys])
+        single_updates = torch.cat([(single_end[key] - single_start[key]).flatten() for key in keys])
+        assert single_updates.abs().max() > 0, f"{network} did not train"
+        # a sum instead of a mean would double every update; float sums in another order move them by ulps
+        torch.testing.assert_close(updates, single_updates, rtol=1e-3, atol=1e-3 * single_updates.abs().max().item(),
+                                   msg=f"{network} updates")
+
+
 def test_kill_9_then_resume_auto_continues_the_same_loss_curve(demo_dir, tmp_path):
     """Demo shards, online encoding, 3 batches per epoch and a checkpoint every 2 steps: the checkpoint at
-    step 4 falls mid-epoch, so the resumed loader must skip the batches already trained on."""
+    step 4 falls mid-epoch, so the resumed loader must skip the batches already trained on. A cosine lr
+    schedule: the resumed run continues its curve from the checkpointed scheduler state."""
     common = ["logger=csv", "trainer.log_every_n_steps=1", "data.num_workers=0", f"data.train_shards={demo_dir / 'shards'}",
               f"data.val_shards={demo_dir / 'val'}", "vae_checkpoint=null",
               f"text_encoder.kwargs.path={demo_dir / 'text_encoder'}", "dit_training.samples=null",
-              "trainer.max_steps=9", "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2"]
+              "trainer.max_steps=9", "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2",
+              "scheduler=cosine", "scheduler.warmup_steps=2", "scheduler.min_lr_ratio=0.1"]
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     run_training_process("train_dit", *common, f"run_dir={uninterrupted}")
     command = train_command("train_dit", *common, f"run_dir={interrupted}", "resume=auto")
@@ -156,10 +202,18 @@ def test_kill_9_then_resume_auto_continues_the_same_loss_curve(demo_dir, tmp_pat
     assert sorted(after) == list(range(resumed_step, 9))  # continues at the checkpoint's step, to the end
     for step, value in after.items():
         assert value == pytest.approx(reference[step], rel=1e-6), f"step {step}"
+    reference_lr = metric_by_step(uninterrupted / "csv" / "metrics.csv", "lr")
+    resumed_lr = metric_by_step(files[1], "lr")
+    # warm-up 1/2, 1; then the cosine from 1e-4 at step 2 towards 1e-5 at step 9
+    assert [reference_lr[s] for s in (0, 1, 2)] == pytest.approx([0.5e-4, 1e-4, 1e-4])
+    assert reference_lr[8] == pytest.approx(1e-5 + 0.9e-4 * 0.5 * (1 + math.cos(math.pi * 6 / 7)))
+    assert sorted(resumed_lr) == list(range(resumed_step, 9))
+    assert all(value == pytest.approx(reference_lr[step], rel=1e-9) for step, value in resumed_lr.items())
     validation = metric_by_step(uninterrupted / "csv" / "metrics.csv", "val/loss")
     resumed_validation = metric_by_step(files[1], "val/loss")
     assert resumed_validation and all(v == pytest.approx(validation[s], rel=1e-6) for s, v in resumed_validation.items())
-    assert all(row.get("epoch") for row in read_rows(files[1]))
+    # every row the module logs has its epoch (LearningRateMonitor's lr rows carry none)
+    assert all(row.get("epoch") for row in read_rows(files[1]) if not row.get("lr"))
 
 
 @pytest.mark.parametrize("model", ["dit", "vae"])

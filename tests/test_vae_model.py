@@ -39,7 +39,7 @@ def test_latent_and_output_shapes(tiny_vae, frames, height, width):
     with torch.no_grad():
         posterior = tiny_vae.encode(video(frames, height, width, batch=2))
         latent_frames = 1 + (frames - 1) // 8
-        assert posterior.mean.shape == (2, 16, latent_frames, height // 32, width // 32)
+        assert posterior.mean.shape == (2, 128, latent_frames, height // 32, width // 32)
         assert posterior.logvar.shape == posterior.mean.shape
         assert tiny_vae.decode(posterior.sample(), 0.05).shape == (2, 3, frames, height, width)
 
@@ -84,7 +84,7 @@ def test_noise_injection_switch_and_zero_initialised_scales():
 
 
 def test_decoder_is_timestep_conditioned(tiny_vae):
-    latents = torch.randn(1, 16, 2, 2, 2)
+    latents = torch.randn(1, 128, 2, 2, 2)
     with torch.no_grad():
         clean, noisy = tiny_vae.decode(latents, 0.0), tiny_vae.decode(latents, 0.2)
     assert (clean - noisy).abs().max() > 1e-3
@@ -101,7 +101,7 @@ def test_chunked_decode_equals_full_decode(chunk_frames):
     for name, parameter in vae.named_parameters():
         if "per_channel_scale" in name:
             parameter.data.normal_(0, 0.3)  # make the injected noise matter
-    latents = torch.randn(1, 16, 20, 1, 1)
+    latents = torch.randn(1, 128, 20, 1, 1)
     with torch.no_grad():
         full = vae.decode(latents, 0.05, generator=torch.Generator().manual_seed(3))
         chunked = vae.decode(latents, 0.05, generator=torch.Generator().manual_seed(3), chunk_frames=chunk_frames)
@@ -111,9 +111,9 @@ def test_chunked_decode_equals_full_decode(chunk_frames):
 
 def test_latent_normalisation_round_trip(tiny_vae):
     vae = VideoAutoencoder(vae_config("tiny"))
-    mean, std = torch.randn(16), torch.rand(16) + 0.5
+    mean, std = torch.randn(128), torch.rand(128) + 0.5
     vae.set_latent_statistics(mean, std)
-    latents = torch.randn(2, 16, 3, 2, 2)
+    latents = torch.randn(2, 128, 3, 2, 2)
     normalized = vae.normalize_latents(latents)
     torch.testing.assert_close(normalized[:, 3], (latents[:, 3] - mean[3]) / std[3])
     torch.testing.assert_close(vae.denormalize_latents(normalized), latents)

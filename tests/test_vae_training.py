@@ -149,7 +149,7 @@ def test_latent_stats_command_writes_statistics_the_vae_loads(trained_run, demo_
                                           "batches=3", f"data.train_shards={demo_dir / 'shards'}"])
     latent_stats_run(cfg)
     stats = load_file(str(output))
-    assert stats["latents_mean"].shape == stats["latents_std"].shape == (16,)
+    assert stats["latents_mean"].shape == stats["latents_std"].shape == (128,)
     assert torch.all(stats["latents_std"] > 0)
     vae = build_vae({"preset": "tiny", "latent_stats": str(output)})
     torch.testing.assert_close(vae.latents_std, stats["latents_std"])

@@ -1,10 +1,14 @@
 """Generate a video from a DiT-stage checkpoint: text-to-video, or image-to-video with ``image=``.
 
 ``python -m ltx.cli.sample prompt="a red circle ..." [image=frame.png] [checkpoint=...]`` (``make sample``).
+The checkpoint holds the frozen VAE (with its latent statistics) the DiT was trained with, and decodes with
+it; ``vae_checkpoint=`` / ``latent_stats=`` name the VAE and statistics you expect, and sampling refuses a
+DiT trained on latents of other ones.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -17,9 +21,11 @@ from ltx.data.buckets import Bucket
 from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png
 from ltx.sampling import image_conditioning
+from ltx.training.build import read_latent_statistics, vae_from_checkpoint
 from ltx.training.checkpoints import load_full_checkpoint, match_shapes
 from ltx.training.dit_module import DiTModule
 from ltx.training.ema import ema_state_dict
+from ltx.training.latent_record import LatentRecord, statistics_fingerprint, vae_weights_fingerprint
 from ltx.training.samples import SampleSettings, generate, write_video
 
 
@@ -41,11 +47,14 @@ def _stage(path: Path) -> str | None:
 
 def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
     """A DiTModule with the checkpoint's weights (the DiT's EMA weights with ``use_ema``), its frozen VAE and
-    text encoder restored from the checkpoint itself (no VAE checkpoint needed)."""
+    text encoder restored from the checkpoint itself (no VAE checkpoint needed). ``module.latent_record``:
+    that VAE and its statistics, with the paths the DiT's run configured them from."""
     checkpoint = load_full_checkpoint(path)  # a file, or a distributed checkpoint gathered here
     cfg = OmegaConf.create(checkpoint["hyper_parameters"]["cfg"])
     if cfg.get("stage") != "dit":
         raise ValueError(f"{path} is a {cfg.get('stage')!r}-stage checkpoint, not a DiT one")
+    trained_with = {"vae_checkpoint": cfg.get("vae_checkpoint"), "model": {"vae": {
+        "pretrained": cfg.model.vae.get("pretrained"), "latent_stats": cfg.model.vae.get("latent_stats")}}}
     cfg.vae_checkpoint = None
     cfg.model.vae.pretrained = None
     cfg.model.vae.latent_stats = None
@@ -57,7 +66,31 @@ def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
     if use_ema and module.checkpoint_ema:
         ema = match_shapes(ema_state_dict(module.checkpoint_ema), module.transformer)
         module.transformer.load_state_dict(ema, strict=True)
+    module.latent_record = LatentRecord.of_config(module.vae, trained_with)
     return module.eval()
+
+
+def check_expected_vae(trained: LatentRecord, checkpoint: Path, vae_checkpoint: str | None,
+                       latent_stats: str | None) -> None:
+    """Refuse a VAE (``vae_checkpoint``, its EMA weights) or latent statistics (``latent_stats``) other than
+    those of the latents the DiT was trained on (``trained``); None checks nothing."""
+    given = []
+    if vae_checkpoint and vae_weights_fingerprint(vae_from_checkpoint(vae_checkpoint)) != trained.vae_fingerprint:
+        given.append(f"vae_checkpoint={vae_checkpoint}")
+    if latent_stats and statistics_fingerprint(*read_latent_statistics(latent_stats)) != \
+            trained.latent_stats_fingerprint:
+        given.append(f"latent_stats={latent_stats}")
+    if not given:
+        return
+    wanted = replace(trained, latent_stats=latent_stats or trained.latent_stats)
+    if vae_checkpoint:
+        wanted = replace(wanted, vae_checkpoint=vae_checkpoint, vae_pretrained=None)
+    raise ValueError(
+        f"the DiT checkpoint {checkpoint} was trained on latents of {trained.describe()}; sampling was given "
+        f"another {' and '.join(given)}. Sample without that override (the checkpoint holds the VAE and "
+        f"statistics the DiT was trained with), or train a DiT on latents of yours: `python -m ltx.cli.precompute "
+        f"{wanted.overrides()} output=DIR`, then `python -m ltx.cli.train --config-name train_dit data=latents "
+        f"data.train_shards=DIR/train data.val_shards=DIR/val {wanted.overrides()}`")
 
 
 def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
@@ -71,6 +104,7 @@ def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
 def run(cfg: DictConfig) -> Path:
     checkpoint = latest_checkpoint(cfg.runs_dir) if cfg.checkpoint == "latest" else Path(cfg.checkpoint)
     module = load_dit_module(checkpoint, cfg.use_ema)
+    check_expected_vae(module.latent_record, checkpoint, cfg.get("vae_checkpoint"), cfg.get("latent_stats"))
     settings = SampleSettings(frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps,
                               num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, sampler=cfg.sampler,
                               decode_timestep=cfg.decode_timestep, renoise_scale=cfg.renoise_scale, seed=cfg.seed)

@@ -86,8 +86,10 @@ def write_shard(path: Path, samples: Iterable[ShardSample], extra_stats: dict | 
     return stats
 
 
-def write_shards(samples: Iterable[ShardSample], directory: Path, samples_per_shard: int, prefix: str = "shard") -> list[ShardStats]:
-    """Write ``samples`` in order into ``{prefix}-{index:06d}.tar`` shards of ``samples_per_shard``."""
+def write_shards(samples: Iterable[ShardSample], directory: Path, samples_per_shard: int, prefix: str = "shard",
+                 extra_stats: dict | None = None) -> list[ShardStats]:
+    """Write ``samples`` in order into ``{prefix}-{index:06d}.tar`` shards of ``samples_per_shard``, with
+    ``extra_stats`` merged into every shard's stats JSON."""
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     written: list[ShardStats] = []
@@ -95,8 +97,8 @@ def write_shards(samples: Iterable[ShardSample], directory: Path, samples_per_sh
     for sample in samples:
         batch.append(sample)
         if len(batch) == samples_per_shard:
-            written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch))
+            written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch, extra_stats))
             batch = []
     if batch:
-        written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch))
+        written.append(write_shard(Path(directory) / f"{prefix}-{len(written):06d}.tar", batch, extra_stats))
     return written

@@ -47,7 +47,13 @@ class WeightedLossTerms(nn.Module):
         if not self.terms:
             raise ValueError("the loss config names no term with a non-zero weight; give at least one {name, weight}")
 
-    def forward(self, inputs: Mapping[str, tuple[Any, ...] | Mapping[str, Any]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, inputs: Mapping[str, tuple[Any, ...] | Mapping[str, Any]],
+                scales: Mapping[str, float] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``scales`` multiply terms' weights for this call (a schedule, e.g. a KL warm-up); others keep 1."""
+        scales = dict(scales or {})
+        unknown = set(scales) - set(self.terms)
+        if unknown:
+            raise KeyError(f"scales name loss term(s) {sorted(unknown)} that are not built; built: {', '.join(self.terms)}")
         missing = {term: kind for term, kind in self.input_kinds.items() if kind not in inputs}
         if missing:
             raise KeyError(f"loss term(s) {missing} need inputs this stage does not provide; it provides: "
@@ -57,6 +63,6 @@ class WeightedLossTerms(nn.Module):
         for term, loss in self.terms.items():
             args = inputs[self.input_kinds[term]]
             values[term] = loss(**args) if isinstance(args, Mapping) else loss(*args)
-            weighted = self.weights[term] * values[term]
+            weighted = self.weights[term] * scales.get(term, 1.0) * values[term]
             total = weighted if total is None else total + weighted
         return total, values

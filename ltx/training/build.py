@@ -40,13 +40,22 @@ def build_vae(model_cfg: Mapping[str, Any]) -> VideoAutoencoder:
     return model
 
 
-def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
-    """Set the VAE's per-channel latent statistics from a file written by ``ltx.cli.latent_stats``."""
-    stats = load_file(str(Path(path).expanduser()))
+def read_latent_statistics(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel latent mean and std `(C,)` (float32) from a file written by ``ltx.cli.latent_stats``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no latent statistics file at {path}: write it with `python -m ltx.cli.latent_stats "
+                                f"checkpoint=VAE_CHECKPOINT output={path}` (`make latent-stats`)")
+    stats = load_file(str(path))
     missing = {"latents_mean", "latents_std"} - set(stats)
     if missing:
         raise ValueError(f"{path} lacks {sorted(missing)}; write it with `python -m ltx.cli.latent_stats`")
-    model.set_latent_statistics(stats["latents_mean"].float(), stats["latents_std"].float())
+    return stats["latents_mean"].float(), stats["latents_std"].float()
+
+
+def load_latent_statistics(model: VideoAutoencoder, path: str | Path) -> None:
+    """Set the VAE's per-channel latent statistics from a file written by ``ltx.cli.latent_stats``."""
+    model.set_latent_statistics(*read_latent_statistics(path))
 
 
 def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoencoder:
@@ -55,7 +64,8 @@ def vae_from_checkpoint(path: str | Path, use_ema: bool = True) -> VideoAutoenco
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no VAE checkpoint at {path}: train one with `make train-vae` (or `make demo`, "
-                                f"which writes outputs/demo/vae_run/checkpoints/last.ckpt), or set the path")
+                                f"which writes DEMO_DIR/vae_run/checkpoints/last.ckpt, DEMO_DIR=outputs/demo by default), "
+                                f"or set the path")
     model, _ = model_from_checkpoint(load_full_checkpoint(path), use_ema, expected_stage="vae", source=path)
     return model
 

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
+from ltx.data.latents import LatentDataModule
 from ltx.diffusion.conditioning import (
     ConditioningConfig,
     apply_conditioning,
@@ -26,9 +27,11 @@ from ltx.models.vae import VideoAutoencoder
 from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
 from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
+from ltx.training.latent_record import LatentRecord, check_latent_shards
 from ltx.training.previews import log_image
 from ltx.training.randomness import BatchRandomness
 from ltx.training.samples import SampleSettings, generate, sample_grid, write_video
+from ltx.training.schedules import scheduled
 from ltx.training.stage import TrainingStage, rebuild_with_weights
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,8 @@ def gather_tokens(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 @TRAINING_STAGES.register("dit")
 class DiTModule(TrainingStage):
     """Trains ``VideoTransformer`` from the whole run config (``model.dit``, ``model.vae``,
-    ``text_encoder``, ``loss``, ``dit_training``, ``optimizer``); videos are encoded online by the frozen
-    VAE (its EMA weights when ``vae_checkpoint`` names a VAE-stage checkpoint) and captions by the frozen
+    ``text_encoder``, ``loss``, ``dit_training``, ``optimizer``, ``scheduler``); videos are encoded online by
+    the frozen VAE (its EMA weights when ``vae_checkpoint`` names a VAE-stage checkpoint) and captions by the frozen
     text encoder. Loss inputs: ``prediction`` = (predicted velocity, target velocity, loss mask)."""
 
     parallel_targets = ("transformer",)
@@ -84,14 +87,27 @@ class DiTModule(TrainingStage):
                         "checkpoint, e.g. from `make train-vae`) or model.vae.pretrained (released weights)")
         return vae.eval().requires_grad_(False)
 
+    def setup(self, stage: str) -> None:
+        """On precomputed latents: refuse shards made by another VAE or other latent statistics than this
+        run's (``ltx.training.latent_record``; shards without a record only get a warning)."""
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, LatentDataModule):
+            expected = LatentRecord.of_config(self.vae, self.cfg)
+            for split, patterns in (("train", datamodule.train_shards), ("val", datamodule.val_shards)):
+                if patterns:
+                    check_latent_shards(patterns, expected, split)
+
     def train(self, mode: bool = True) -> DiTModule:
         super().train(mode)
         self.vae.eval()  # frozen encoders stay in eval mode
         self.text_encoder.eval()
         return self
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return instantiate(self.cfg.optimizer)(self.transformer.parameters())
+    def configure_optimizers(self) -> dict[str, Any]:
+        """``optimizer`` over the DiT with the ``scheduler`` lr schedule, which Lightning steps after each
+        optimizer step (logged as ``lr``)."""
+        optimizer = instantiate(self.cfg.optimizer)(self.transformer.parameters())
+        return scheduled(optimizer, self.cfg.get("scheduler"), name="lr")
 
     # ---- inputs ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.distributed.tensor import DTensor
 
+from ltx.training.data_parallel import ddp_strategy, leave_out_of_module_ddp, own_ddp
 from ltx.training.ema import EMA_ATTRIBUTE, EMA_PREFIX
 from ltx.training.parallelize import ParallelSettings, parallelize
 from ltx.training.randomness import BatchRandomness
@@ -29,6 +30,9 @@ class TrainingStage(L.LightningModule):
 
     cfg: DictConfig
     parallel_targets: tuple[str, ...] = ()
+    # Modules trained in backward passes of their own (the GAN's discriminator): under trainer=ddp each
+    # gets a DDP of its own, which ``replica`` returns (see ltx.training.data_parallel).
+    separately_reduced: tuple[str, ...] = ()
 
     @property
     def sharded(self) -> bool:
@@ -46,6 +50,9 @@ class TrainingStage(L.LightningModule):
             module = getattr(self, name, None)
             if module is not None:
                 parallelize(module, settings, mesh)
+        separate = [name for name in self.separately_reduced if getattr(self, name, None) is not None]
+        if separate and ddp_strategy(self._trainer) is not None:  # before Lightning wraps this module in its DDP
+            leave_out_of_module_ddp(self, separate)
         ema = getattr(self, EMA_ATTRIBUTE, None)
         if ema is not None and mesh is not None:
             parallelize(ema.module, settings, mesh, trained=False)  # same shards as the trained copy
@@ -74,6 +81,26 @@ class TrainingStage(L.LightningModule):
             torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
         else:
             torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+
+    def on_fit_start(self) -> None:
+        """Under trainer=ddp: the DDPs of the ``separately_reduced`` modules (subclasses that override this
+        must call it)."""
+        strategy = ddp_strategy(self._trainer)
+        self._own_ddp = {name: own_ddp(getattr(self, name), strategy) for name in self.separately_reduced
+                         if strategy is not None and getattr(self, name, None) is not None}
+
+    def on_fit_end(self) -> None:
+        self._own_ddp = {}
+
+    def replica(self, name: str) -> nn.Module:
+        """The module ``name`` (one of ``separately_reduced``) to call for the forward of its own backward
+        pass: in its own DDP under trainer=ddp, so that this backward averages its gradients over ranks;
+        else the module itself."""
+        own = getattr(self, "_own_ddp", None)
+        if own is None and self._trainer is not None and ddp_strategy(self._trainer) is not None:
+            raise RuntimeError(f"{name} has no DDP of its own, so its gradients would not be averaged over ranks: "
+                               f"{type(self).__name__}.on_fit_start must call super().on_fit_start()")
+        return own[name] if own and name in own else getattr(self, name)
 
     def check_parallel_support(self, settings: ParallelSettings, sharding: bool) -> None:
         """Stages raise here for combinations they cannot train."""

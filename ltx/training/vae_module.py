@@ -22,7 +22,9 @@ from ltx.registry import DISCRIMINATORS, LOSSES, TRAINING_STAGES
 from ltx.training.build import build_vae
 from ltx.training.previews import log_image, write_previews
 from ltx.training.randomness import BatchRandomness
+from ltx.training.schedules import delayed_schedule, scheduled
 from ltx.training.stage import TrainingStage, rebuild_with_weights
+from ltx.training.vae_init import initialize_vae
 
 log = logging.getLogger(__name__)
 # Lightning warns that checkpoints of manually optimised modules hold the post-step weights, with a
@@ -48,7 +50,8 @@ def noise_latents(latents: torch.Tensor, timestep: torch.Tensor, noise: torch.Te
 @TRAINING_STAGES.register("vae")
 class VAEModule(TrainingStage):
     """Trains ``VideoAutoencoder`` from the whole run config (``model.vae``, ``loss``, ``vae_training``,
-    ``optimizer``). Checkpoints hold the config, so ``VAEModule.load_from_checkpoint`` rebuilds itself.
+    ``optimizer``, ``scheduler``). Checkpoints hold the config, so ``VAEModule.load_from_checkpoint``
+    rebuilds itself.
 
     Loss inputs by kind: ``prediction`` = (reconstruction, original video), ``posterior`` = (mean,
     log-variance). The GAN (``loss.gan``, optional) starts at ``start_step``; its weight is fixed or
@@ -56,6 +59,7 @@ class VAEModule(TrainingStage):
     """
 
     parallel_targets = ("vae", "discriminator")
+    separately_reduced = ("discriminator",)  # its own backward pass; under trainer=ddp its own DDP
 
     def __init__(self, cfg: DictConfig | dict[str, Any]):
         super().__init__()
@@ -66,6 +70,9 @@ class VAEModule(TrainingStage):
         self.vae: VideoAutoencoder = build_vae(cfg.model.vae)
         self.losses = WeightedLossTerms(cfg.loss.terms)
         self.training_cfg = cfg.vae_training
+        if not cfg.model.vae.get("pretrained"):  # a from-scratch start: the recipe's initialisation
+            initialize_vae(self.vae, self.training_cfg.get("init", "default"),
+                           initial_logvar=self.training_cfg.get("initial_logvar"))
         gan = cfg.loss.get("gan")
         self.gan_cfg = gan if gan and gan.get("weight", 0) else None
         if self.gan_cfg is not None:
@@ -91,13 +98,25 @@ class VAEModule(TrainingStage):
         return None
 
     # ---- optimisation -------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers = [instantiate(self.cfg.optimizer)(self.vae.parameters())]
+    def configure_optimizers(self) -> list[dict[str, Any]]:
+        """The generator's ``optimizer`` with the ``scheduler`` lr schedule and, with a GAN, the
+        discriminator's (``loss.gan.lr`` / ``betas`` / ``scheduler``). Manual optimisation: each schedule is
+        stepped in ``step_optimizer`` right after its optimizer, so the discriminator's counts
+        discriminator steps, which begin at ``loss.gan.start_step`` (see ``schedules.delayed_schedule``).
+        Until then ``lr/discriminator`` shows the rate of its first step."""
+        generator = instantiate(self.cfg.optimizer)(self.vae.parameters())
+        configs = [scheduled(generator, self.cfg.get("scheduler"), name="lr/generator")]
         if self.gan_cfg is not None:
-            optimizer = instantiate(self.cfg.optimizer)
-            lr = self.gan_cfg.get("lr") or optimizer.keywords.get("lr")
-            optimizers.append(optimizer(self.discriminator.parameters(), lr=lr))
-        return optimizers
+            overrides: dict[str, Any] = {}  # null = the generator's setting
+            if self.gan_cfg.get("lr") is not None:
+                overrides["lr"] = float(self.gan_cfg.lr)
+            if self.gan_cfg.get("betas") is not None:
+                overrides["betas"] = tuple(float(beta) for beta in self.gan_cfg.betas)
+            discriminator = instantiate(self.cfg.optimizer)(self.discriminator.parameters(), **overrides)
+            schedule = self.gan_cfg.get("scheduler") or delayed_schedule(self.cfg.get("scheduler"),
+                                                                         int(self.gan_cfg.get("start_step", 0)))
+            configs.append(scheduled(discriminator, schedule, name="lr/discriminator", label="loss.gan.scheduler"))
+        return configs
 
     def check_parallel_support(self, settings: Any, sharding: bool) -> None:
         if sharding and self.gan_cfg is not None and self.gan_cfg.get("adaptive_weight", False):
@@ -112,10 +131,13 @@ class VAEModule(TrainingStage):
         video = batch["video"]  # (B, 3, F, H, W) in [-1, 1]
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
         gan_on = self.gan_active()  # decided once: the generator step below advances global_step
         random = self.batch_randomness(video.shape[0], video.device)
         reconstruction, posterior, timestep = self.reconstruct(video, random)
-        total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)})
+        total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)},
+                                    scales=self.loss_scales())
         logs = {f"train/{name}": value.detach() for name, value in values.items()}
         if gan_on:
             # the order of (original, reconstruction) pairs (rgan): one draw per sample of the global batch
@@ -124,27 +146,51 @@ class VAEModule(TrainingStage):
             weight = self.gan_weight(total, generator_loss)
             total = total + weight * generator_loss
             logs.update({"train/gan_generator": generator_loss.detach(), "train/gan_weight": weight.detach()})
-        self.step_optimizer(optimizers[0], total, self.vae)
+        self.step_optimizer(optimizers[0], schedulers[0], total, self.vae)
         logs["train/loss"] = total.detach()
         if gan_on:
-            discriminator_loss = self.gan_objective.discriminator_loss(self.discriminator, video, reconstruction.detach(),
-                                                                       order=order)
+            # through its own DDP under trainer=ddp: this backward averages the discriminator's gradients
+            discriminator_loss = self.gan_objective.discriminator_loss(self.replica("discriminator"), video,
+                                                                       reconstruction.detach(), order=order)
             # stepped on the raw optimizer so that global_step counts generator steps only
-            self.step_optimizer(optimizers[1], discriminator_loss, self.discriminator, count_step=False)
+            self.step_optimizer(optimizers[1], schedulers[1], discriminator_loss, self.discriminator, count_step=False)
             logs["train/gan_discriminator"] = discriminator_loss.detach()
         logs["train/decoder_timestep"] = timestep.mean()
         self.log_dict(logs, prog_bar=False, batch_size=video.shape[0], sync_dist=True)  # global-batch values
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0], sync_dist=True)
         return total.detach()
 
+    def loss_scales(self) -> dict[str, float]:
+        """This step's multipliers of the loss weights. The KL term is off while the decoder gets posterior
+        means (``vae_training.deterministic_steps``), then ramps linearly to its weight over
+        ``vae_training.kl_warmup_steps`` (KL annealing). Off means off, not small: under Adam even a tiny KL
+        weight moves the log-variance head, which nothing else trains in that phase, at the full learning
+        rate, so the posterior noise would grow unseen and swamp the latents when sampling starts."""
+        if "kl" not in self.losses.terms:
+            return {}
+        since = self.global_step - int(self.training_cfg.get("deterministic_steps", 0) or 0)
+        warmup = int(self.training_cfg.get("kl_warmup_steps", 0) or 0)
+        if since < 0:
+            return {"kl": 0.0}
+        return {"kl": min(1.0, (since + 1) / warmup)} if warmup > 0 else {}
+
     def reconstruct(self, video: torch.Tensor, random: BatchRandomness) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Encode, sample, maybe noise the latents (denoising decoder), decode; draws come from ``random``."""
+        """Encode, sample, maybe noise the latents (denoising decoder), decode; draws come from ``random``.
+
+        Before ``vae_training.deterministic_steps`` the decoder gets the posterior means (a deterministic
+        warm-up: the latents learn to carry the video before the posterior noise joins); before
+        ``vae_training.denoise_start_step`` no sample is noised for the denoising decoder."""
         posterior = self.vae.encode(video)
-        latents = posterior.mean + posterior.std * random.normal(tuple(posterior.mean.shape)).to(posterior.mean)
+        noise = random.normal(tuple(posterior.mean.shape)).to(posterior.mean)
+        step = self.global_step
+        sampled = step >= int(self.training_cfg.get("deterministic_steps", 0) or 0)
+        latents = posterior.mean + posterior.std * noise if sampled else posterior.mean
         timestep = torch.zeros(video.shape[0], device=video.device)
         if self.vae.config.timestep_conditioning:
             probability, max_t = self.training_cfg.denoise_probability, self.training_cfg.max_denoise_timestep
-            timestep = random.rows(lambda n, g: decoder_timesteps(n, probability, max_t, g, g.device)).to(video.device)
+            drawn = random.rows(lambda n, g: decoder_timesteps(n, probability, max_t, g, g.device)).to(video.device)
+            denoising = step >= int(self.training_cfg.get("denoise_start_step", 0) or 0)
+            timestep = drawn if denoising else timestep
             latents = noise_latents(latents, timestep, random.normal(tuple(latents.shape)).to(latents))
         return self.vae.decode(latents, timestep), posterior, timestep
 
@@ -155,13 +201,17 @@ class VAEModule(TrainingStage):
             weight = weight * adaptive_gan_weight(reconstruction_loss, generator_loss, last_layer)
         return weight
 
-    def step_optimizer(self, optimizer: Any, loss: torch.Tensor, module: torch.nn.Module, count_step: bool = True) -> None:
+    def step_optimizer(self, optimizer: Any, scheduler: Any, loss: torch.Tensor, module: torch.nn.Module,
+                       count_step: bool = True) -> None:
+        """Backward, clip, step ``optimizer``, then its lr ``scheduler`` (Lightning steps neither under
+        manual optimisation, but checkpoints and restores both)."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         clip = self.training_cfg.get("gradient_clip")
         if clip:
             torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
         (optimizer if count_step else optimizer.optimizer).step()
+        scheduler.step()
 
     # ---- validation -----------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:

@@ -50,9 +50,10 @@ class DiTConfig:
 
 
 def _tiny() -> DiTConfig:
-    """CPU-sized: 2 blocks, hidden 64, for the tiny VAE's 16 latent channels and a 32-d text encoder."""
-    return DiTConfig(in_channels=16, out_channels=16, num_attention_heads=4, attention_head_dim=16,
-                     cross_attention_dim=64, num_layers=2, caption_channels=32)
+    """CPU-sized: 2 blocks, hidden 128 (not below the tiny VAE's 128 latent channels: a narrower stream
+    cannot carry the 128-d velocity), a 32-d text encoder."""
+    return DiTConfig(in_channels=128, out_channels=128, num_attention_heads=4, attention_head_dim=32,
+                     cross_attention_dim=128, num_layers=2, caption_channels=32)
 
 
 def _ltx_video_2b_0_9_1() -> DiTConfig:

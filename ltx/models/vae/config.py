@@ -77,9 +77,10 @@ class VAEConfig:
 
 
 def _tiny() -> VAEConfig:
-    """CPU-sized, the same structure and compression as the release (tests and the demo)."""
+    """CPU-sized (tests and the demo): the release's structure and compression, 1:192 (32x32x8 pixels x 3
+    colours -> 128 latent channels), with one ResBlock per stage and 1/8 of its widths."""
     return VAEConfig(
-        latent_channels=16, block_out_channels=(16, 32, 64, 64), layers_per_block=(1, 1, 1, 1, 1),
+        latent_channels=128, block_out_channels=(16, 32, 64, 64), layers_per_block=(1, 1, 1, 1, 1),
         decoder_block_out_channels=(32, 64, 128), decoder_layers_per_block=(1, 1, 1, 1),
     )
 
