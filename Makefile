@@ -64,8 +64,8 @@ data: $(STAMP) ## Curate raw videos into shards (ARGS="input=DIR output=DIR ..."
 	$(if $(ARGS),,$(PY) -m data_pipeline.demo --output $(DEMO_DIR))
 	$(PY) -m data_pipeline $(if $(ARGS),$(ARGS),input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated)
 
-train-vae: $(STAMP) ## Train the Video-VAE (Hydra overrides via ARGS="...")
-	$(PY) -m ltx.cli.train --config-name train_vae $(ARGS)
+train-vae: $(STAMP) ## Train the Video-VAE (no ARGS: the demo's recipe on the demo world, after `make demo`; else Hydra overrides)
+	$(PY) -m ltx.cli.train --config-name train_vae $(if $(ARGS),$(ARGS),experiment=vae_demo demo_dir=$(DEMO_DIR))
 
 sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", IMAGE=path for image-to-video, CHECKPOINT=path)
 	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(if $(CHECKPOINT),"checkpoint='$(CHECKPOINT)'") $(ARGS)
@@ -83,9 +83,11 @@ latent-stats: $(STAMP) ## Per-channel latent statistics over shards (ARGS="check
 latents: $(STAMP) ## Precompute latent shards for DiT training (ARGS: Hydra overrides of conf/precompute.yaml)
 	$(PY) -m ltx.cli.precompute $(ARGS)
 
-train-dit: $(STAMP) ## Train the DiT (no ARGS: precompute demo latents, then ~3 min on CPU; else Hydra overrides)
-	$(if $(ARGS),,$(PY) -m ltx.cli.precompute demo_dir=$(DEMO_DIR))
-	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),data=latents demo_dir=$(DEMO_DIR))
+train-dit: $(STAMP) ## Train the DiT (no ARGS: the demo's recipe on the demo world's latents, after `make demo`; else Hydra overrides)
+	$(if $(ARGS),,$(PY) -m ltx.cli.precompute data=demo_world demo_dir=$(DEMO_DIR) vae_checkpoint=$(DEMO_VAE) \
+		model.vae.latent_stats=$(DEMO_STATS))
+	$(PY) -m ltx.cli.train --config-name train_dit $(if $(ARGS),$(ARGS),experiment=dit_demo demo_dir=$(DEMO_DIR) \
+		vae_checkpoint=$(DEMO_VAE) model.vae.latent_stats=$(DEMO_STATS))
 
 bench: $(STAMP) ## Benchmarks vs diffusers and the machine's GEMM peak -> benchmarks/results/<date>.json + .md (~10 min CPU)
 	$(PY) -m benchmarks $(ARGS)

@@ -115,3 +115,16 @@ def test_dit_stage_learns_the_flow_on_a_fixed_latent_batch(demo_dir):
     after = validation_loss()
     print(f"DiT validation flow loss: {before:.3f} -> {after:.3f} after {steps} steps")
     assert after < 0.6 * before, (before, after)
+
+
+def test_a_finished_run_says_what_it_reached():
+    """`make train-vae` / `make train-dit` end with the step and the last validation metrics."""
+    from types import SimpleNamespace
+
+    from ltx.cli.train import final_metrics_line
+
+    trainer = SimpleNamespace(global_step=2000, callback_metrics={
+        "val/psnr": torch.tensor(18.25), "val/ssim": torch.tensor(0.61), "train/loss": torch.tensor(0.1)})
+    assert final_metrics_line(trainer, "runs/x") == "trained to step 2000 in runs/x: val/psnr 18.25, val/ssim 0.61"
+    trainer.callback_metrics = {}
+    assert final_metrics_line(trainer, "runs/x").endswith("no validation ran")

@@ -71,7 +71,17 @@ def main(cfg: DictConfig) -> None:
         # Processes that Lightning launches for the other local ranks get the first one's hydra.run.dir;
         # taking run_dir from it keeps every rank in one run directory whatever ${now:} gives them.
         cfg.run_dir = hydra_cfg.run.dir
-    run_training(cfg)
+    trainer = run_training(cfg)
+    if trainer.is_global_zero:
+        print(final_metrics_line(trainer, cfg.run_dir))
+
+
+def final_metrics_line(trainer: L.Trainer, run_dir: str) -> str:
+    """One line for the end of a run: the step reached and the last validation metrics (``val/*``)."""
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()
+               if name.startswith("val/") and getattr(value, "numel", lambda: 1)() == 1}
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in sorted(metrics.items())) or "no validation ran"
+    return f"trained to step {trainer.global_step} in {run_dir}: {shown}"
 
 
 if __name__ == "__main__":
