@@ -72,7 +72,7 @@ def compose_config(config_name: str, overrides: list[str] = (), return_hydra_con
 
 def demo_recipe(demo_dir: Path) -> list[tuple[str, list[str]]]:
     """The Python commands of ``make demo DEMO_DIR=demo_dir`` (a dry run) as (module, arguments)."""
-    dry_run = subprocess.run(["make", "-n", "-W", ".venv/.installed", "demo", f"DEMO_DIR={demo_dir}"], cwd=REPO_ROOT,
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "-W", ".venv/.installed", "demo", f"DEMO_DIR={demo_dir}"], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True).stdout
     commands = []
     for line in dry_run.replace("\\\n", " ").splitlines():

@@ -15,7 +15,7 @@ USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", 
 
 
 def make(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True, check=True)
 
 
 def test_help_lists_every_target_with_a_description():

@@ -221,7 +221,7 @@ def test_activation_checkpointing_keeps_loss_and_gradients_and_saves_less(model)
     torch.manual_seed(0)
     if model == "dit":
         plain = VideoTransformer(dit_config("tiny"))
-        inputs = (torch.randn(2, 16, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
+        inputs = (torch.randn(2, 128, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
     else:
         plain = VideoAutoencoder(vae_config("tiny", noise_injection=False))
         inputs = (torch.randn(1, 3, 9, 64, 64),)
@@ -244,7 +244,7 @@ def test_compiled_checkpointed_blocks_match_eager(model, checkpointing):
     torch.manual_seed(0)
     if model == "dit":
         eager = VideoTransformer(dit_config("tiny"))
-        inputs = (torch.randn(2, 16, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
+        inputs = (torch.randn(2, 128, 3, 4, 4), torch.tensor([0.3, 0.7]), torch.randn(2, 8, 32))
     else:  # noise injection draws from the global RNG, which checkpointing replays
         eager = VideoAutoencoder(vae_config("tiny"))
         inputs = (torch.rand(1, 3, 9, 32, 32) * 2 - 1, torch.tensor([0.05]))
