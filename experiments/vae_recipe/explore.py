@@ -17,8 +17,12 @@ import torch
 from data_pipeline.demo import SceneSpec, render_scene
 from ltx.evaluation.demo_vocabulary import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES
 from ltx.models.vae import VideoAutoencoder, vae_config
-from ltx.models.vae.layers import ResBlock3d
-from ltx.training.vae_init import _strided_identity, set_initial_logvar
+from ltx.training.vae_init import (
+    identity_residual_blocks,
+    set_initial_logvar,
+    shortcut_only_upsamplers,
+    strided_identity_downsamplers,
+)
 
 MOVING = [d for d in DIRECTIONS if d not in ("still", "drift")]
 
@@ -45,24 +49,16 @@ def psnr(a, b):
 
 
 def apply_init(vae: VideoAutoencoder, a: argparse.Namespace) -> None:
-    """The pieces of ``vae_training.init=shortcut`` one flag each, so they can be measured apart."""
+    """The pieces of ``vae_training.init=shortcut`` one flag each, so they can be measured apart (the bare-loop
+    runs predate adaLN-zero, which the stage runs measured: README)."""
     if a.logvar_bias is not None:
         set_initial_logvar(vae, a.logvar_bias)
-    with torch.no_grad():
-        if a.zero_res:
-            for module in vae.modules():
-                if isinstance(module, ResBlock3d):
-                    torch.nn.init.zeros_(module.conv2.conv.weight)
-                    torch.nn.init.zeros_(module.conv2.conv.bias)
-        if a.id_down:
-            for block in vae.encoder.down_blocks:
-                if block.downsamplers is not None:
-                    _strided_identity(block.downsamplers[0].conv)
-        if a.zero_up:
-            for block in vae.decoder.up_blocks:
-                if block.upsamplers is not None:
-                    torch.nn.init.zeros_(block.upsamplers[0].conv.conv.weight)
-                    torch.nn.init.zeros_(block.upsamplers[0].conv.conv.bias)
+    if a.zero_res:
+        identity_residual_blocks(vae)
+    if a.id_down:
+        strided_identity_downsamplers(vae)
+    if a.zero_up:
+        shortcut_only_upsamplers(vae)
 
 
 def main():
@@ -88,7 +84,7 @@ def main():
     p.add_argument("--wd", type=float, default=0.0)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--tag", default="")
+    p.add_argument("--tag", default="run", help="names the PNG and the summary line")
     p.add_argument("--out", default="outputs/vae_recipe", help="where the reconstruction grid PNG goes")
     p.add_argument("--zero-res", action="store_true")
     p.add_argument("--id-down", action="store_true")

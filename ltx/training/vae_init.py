@@ -51,25 +51,53 @@ def default_init(vae: VideoAutoencoder, initial_logvar: float | None = None) -> 
 
 @VAE_INITS.register("shortcut")
 def shortcut_init(vae: VideoAutoencoder, initial_logvar: float | None = -4.0) -> None:
-    """Identity residual blocks, strided-identity downsamplers, shortcut-only upsamplers (module docstring)."""
-    with torch.no_grad():
-        for module in vae.modules():
-            if isinstance(module, ResBlock3d):
-                nn.init.zeros_(module.conv2.conv.weight)
-                nn.init.zeros_(module.conv2.conv.bias)
-        for block in vae.encoder.down_blocks:
-            if block.downsamplers is not None:
-                _strided_identity(block.downsamplers[0].conv)
-        for block in vae.decoder.up_blocks:
-            if block.upsamplers is not None:
-                conv = block.upsamplers[0].conv.conv
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
-        _zero_adaptive_norms(vae)
+    """Identity residual blocks, strided-identity downsamplers, shortcut-only upsamplers, adaLN-zero
+    (module docstring); ``experiments/vae_recipe`` measures the pieces one by one."""
+    identity_residual_blocks(vae)
+    strided_identity_downsamplers(vae)
+    shortcut_only_upsamplers(vae)
+    identity_adaptive_norms(vae)
     set_initial_logvar(vae, initial_logvar)
 
 
-def _zero_adaptive_norms(vae: VideoAutoencoder) -> None:
+@torch.no_grad()
+def identity_residual_blocks(vae: VideoAutoencoder) -> None:
+    """Every ResBlock's second convolution at zero: each block starts as the identity."""
+    for module in vae.modules():
+        if isinstance(module, ResBlock3d):
+            nn.init.zeros_(module.conv2.conv.weight)
+            nn.init.zeros_(module.conv2.conv.bias)
+
+
+@torch.no_grad()
+def strided_identity_downsamplers(vae: VideoAutoencoder) -> None:
+    """Every encoder stride-2 ``C -> C`` downsampler copies each channel from its kernel's last (newest)
+    frame, centre pixel; a widening one keeps its default init (it has no identity)."""
+    for block in vae.encoder.down_blocks:
+        if block.downsamplers is None:
+            continue
+        conv = block.downsamplers[0].conv
+        out_channels, in_channels, frames, height, width = conv.weight.shape
+        if out_channels != in_channels:
+            continue
+        nn.init.zeros_(conv.weight)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+        index = torch.arange(out_channels)
+        conv.weight[index, index, frames - 1, height // 2, width // 2] = 1.0
+
+
+@torch.no_grad()
+def shortcut_only_upsamplers(vae: VideoAutoencoder) -> None:
+    """Every decoder upsampler's convolution at zero: only the residual depth-to-space path carries signal."""
+    for block in vae.decoder.up_blocks:
+        if block.upsamplers is not None:
+            nn.init.zeros_(block.upsamplers[0].conv.conv.weight)
+            nn.init.zeros_(block.upsamplers[0].conv.conv.bias)
+
+
+@torch.no_grad()
+def identity_adaptive_norms(vae: VideoAutoencoder) -> None:
     """Timestep-conditioned decoder: every AdaLN starts as the identity (DiT's adaLN-zero): the learned
     scale-shift tables and the last layer of each timestep MLP start at zero, so ``h * (1 + scale) + shift``
     is ``h`` for every t until training says otherwise (at random they scale and shift each channel at
@@ -84,21 +112,10 @@ def _zero_adaptive_norms(vae: VideoAutoencoder) -> None:
             nn.init.zeros_(embedder.timestep_embedder.linear_2.bias)
 
 
-def _strided_identity(conv: nn.Conv3d) -> None:
-    """Make a ``C -> C`` convolution copy each channel from its kernel's last (newest) frame, centre pixel."""
-    out_channels, in_channels, frames, height, width = conv.weight.shape
-    if out_channels != in_channels:
-        return  # a widening downsampler has no identity; keep the default init
-    nn.init.zeros_(conv.weight)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    index = torch.arange(out_channels)
-    conv.weight[index, index, frames - 1, height // 2, width // 2] = 1.0
-
-
 def initialize_vae(vae: VideoAutoencoder, scheme: str = "default", **kwargs: float | None) -> None:
     """Apply the registered initialisation ``scheme`` (``vae_training.init``) to a freshly built VAE."""
     VAE_INITS.get(scheme)(vae, **kwargs)
 
 
-__all__ = ["default_init", "initialize_vae", "set_initial_logvar", "shortcut_init"]
+__all__ = ["default_init", "identity_adaptive_norms", "identity_residual_blocks", "initialize_vae", "set_initial_logvar",
+           "shortcut_init", "shortcut_only_upsamplers", "strided_identity_downsamplers"]
