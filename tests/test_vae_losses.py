@@ -227,6 +227,14 @@ def test_video_dwt_loss_is_zero_on_equal_inputs_positive_otherwise_and_different
     assert value.item() > 0 and prediction.grad.abs().sum() > 0
 
 
+def test_video_dwt_loss_equals_the_l1_between_the_subbands_of_each_input():
+    # the loss transforms the difference once (the transform is linear): the same value as two transforms
+    loss = VideoDWTLoss()
+    target, prediction = torch.randn(2, 3, 9, 10, 6), torch.randn(2, 3, 9, 10, 6)
+    separately = (loss.transform(prediction) - loss.transform(target)).abs().mean()
+    assert loss(prediction, target).item() == pytest.approx(separately.item(), rel=1e-5)
+
+
 def test_video_dwt_loss_of_one_frame_uses_the_spatial_subbands():
     loss = VideoDWTLoss()
     target, prediction = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)

@@ -102,10 +102,13 @@ class VideoDWTLoss(nn.Module):
         if prediction.ndim == 4:
             prediction, target = prediction.unsqueeze(2), target.unsqueeze(2)  # (B, C, 1, H, W)
             mask = None if mask is None else mask.unsqueeze(2)  # (B, 1, 1, H, W)
+        # The transform is linear (zero padding and the repeated first frame included), so the subbands of
+        # the difference are the difference of the subbands: one transform instead of two.
+        error = prediction - target
         if prediction.shape[2] == 1:
-            difference = self.transform.spatial_subbands(prediction) - self.transform.spatial_subbands(target)
+            difference = self.transform.spatial_subbands(error)  # (B, C, 4, 1, H', W')
         else:
-            difference = self.transform(prediction) - self.transform(target)  # (B, C, 8, F', H', W')
+            difference = self.transform(error)  # (B, C, 8, F', H', W')
         if mask is None:
             return difference.abs().mean()
         return masked_mean(difference.abs(), _subband_mask(mask, prediction))
