@@ -23,7 +23,8 @@ from ltx.training.adherence import score_videos
 
 TARGETED = ["vae/psnr_t0", "vae/ssim_t0", "vae/psnr_t0.05", "vae/ssim_t0.05", "t2v/colour", "t2v/shape", "t2v/motion",
             "i2v/first_frame_psnr", "i2v/colour", "i2v/shape", "i2v/motion"]
-INFORMATIONAL = ["dit/val_loss", "t2v/all", "t2v/found", "i2v/all", "i2v/found"]
+INFORMATIONAL = ["dit/val_loss", "t2v/all", "t2v/found", "i2v/all", "i2v/found", "vae_read/colour", "vae_read/shape",
+                 "vae_read/motion", "vae_read/all", "vae_read/found"]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,22 @@ def test_noisy_decoding_is_not_applicable_without_timestep_conditioning():
     metrics = {metric.name: metric for metric in report_card.vae_metrics(rows, 0.05, timestep_conditioned=False)}
     assert (metrics["vae/psnr_t0"].verdict, metrics["vae/ssim_t0"].verdict) == ("PASS", "PASS")
     assert metrics["vae/psnr_t0.05"].verdict == "N/A" and "timestep conditioning" in metrics["vae/psnr_t0.05"].note
+
+
+def test_the_evaluator_reads_the_vae_reconstructions_of_world_clips_only():
+    scene = SceneSpec("square", "red", "left_to_right", "striped", "blue", 17)
+    clip = torch.from_numpy(np.stack(list(render_scene(scene, 64, 64)))).permute(3, 0, 1, 2).float() / 127.5 - 1
+    evaluator = report_card.DemoWorldEvaluator()
+    world = {"read": evaluator.predict(clip), "labels": report_card.caption_labels(scene.caption)}
+    wrong = {"read": evaluator.predict(clip), "labels": report_card.caption_labels(
+        SceneSpec("circle", "red", "still", "dotted", "white", 17).caption)}  # right colour, wrong shape and motion
+    assert report_card.caption_labels("two shots: a cut between scenes") is None
+    metrics = {metric.name: metric for metric in report_card.reconstruction_adherence([world, wrong, {"key": "multi"}])}
+    assert metrics["vae_read/colour"].value == metrics["vae_read/found"].value == 1.0
+    assert metrics["vae_read/shape"].value == metrics["vae_read/motion"].value == 0.5
+    assert all(metric.minimum is None for metric in metrics.values())  # a ceiling for the DiT, not a target
+    empty = {metric.name: metric for metric in report_card.reconstruction_adherence([{"key": "multi"}])}
+    assert empty["vae_read/colour"].value is None and "single-shot" in empty["vae_read/colour"].note
 
 
 def test_last_validation_loss_is_the_latest_step(tmp_path):

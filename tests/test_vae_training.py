@@ -213,3 +213,43 @@ def test_images_go_to_loggers_that_take_them():
     image_logger = ImageLogger()
     log_image([image_logger, CsvLikeLogger()], "val/reconstruction", torch.zeros(3, 8, 8), 7)
     assert image_logger.experiment.images == [("val/reconstruction", (3, 8, 8), 7)]
+
+
+def test_images_per_clip_draws_single_frames_of_each_clip(demo_dir, tmp_path):
+    module = VAEModule(vae_run_config(demo_dir, tmp_path, "vae_training.images_per_clip=3"))
+    video = torch.arange(2 * 9, dtype=torch.float32).view(2, 1, 9, 1, 1).expand(2, 3, 9, 4, 4)  # value = clip * 9 + frame
+    images = module.frames_as_images(video)
+    assert images.shape == (6, 3, 1, 4, 4)
+    values = images[:, 0, 0, 0, 0].long()
+    assert values[:3].lt(9).all() and values[3:].ge(9).all()  # three frames of clip 0, then three of clip 1
+    assert torch.equal(module.frames_as_images(video), images)  # a function of (seed, step): resumable
+    assert module.frames_as_images(video[:, :, :1]) is None  # images are not split again
+    module.training_cfg.images_per_clip = 0
+    assert module.frames_as_images(video) is None
+    module.training_cfg.images_per_clip = -1
+    with pytest.raises(ValueError, match="images_per_clip and image_pool must be >= 0"):
+        module.frames_as_images(video)
+
+
+def test_images_come_from_a_pool_of_recent_frames_per_frame_shape(demo_dir, tmp_path):
+    module = VAEModule(vae_run_config(demo_dir, tmp_path, "vae_training.images_per_clip=4", "vae_training.image_pool=10"))
+    first = torch.full((2, 3, 9, 4, 4), 1.0)
+    assert module.frames_as_images(first).eq(1.0).all()  # (8, 3, 1, 4, 4): the pool holds this step's frames only
+    second = torch.full((2, 3, 9, 4, 4), 2.0)
+    images = module.frames_as_images(second)
+    assert images.shape == (8, 3, 1, 4, 4) and module._image_pools[(4, 4)].shape == (10, 3, 4, 4)  # the last 10 frames
+    assert set(images[:, 0, 0, 0, 0].tolist()) <= {1.0, 2.0}
+    assert module._image_pools[(4, 4)][:2].eq(1.0).all() and module._image_pools[(4, 4)][2:].eq(2.0).all()
+    wide = module.frames_as_images(torch.full((2, 3, 9, 4, 6), 3.0))  # another bucket: its own pool
+    assert wide.eq(3.0).all() and module._image_pools[(4, 6)].shape == (8, 3, 4, 6)
+
+
+def test_joint_image_video_training_logs_the_image_terms(demo_dir, tmp_path):
+    run_training(vae_run_config(demo_dir, tmp_path, "trainer.max_steps=2", "vae_training.images_per_clip=2", "loss.gan=null"))
+    train_rows = [row for row in read_metrics(tmp_path) if row.get("train/loss")]
+    assert len(train_rows) == 2
+    for row in train_rows:
+        image, video = float(row["train/image_reconstruction"]), float(row["train/reconstruction"])
+        assert image > 0 and float(row["train/image_wavelet"]) > 0
+        # every term is >= 0 and both reconstruction terms have weight 1: the images' terms are in the loss
+        assert float(row["train/loss"]) >= video + image

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+import data_pipeline.demo as demo_world_renderer
 from data_pipeline.demo import SceneSpec, render_scene
 from ltx.evaluation.demo_vocabulary import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES
 from ltx.models.vae import VideoAutoencoder, vae_config
@@ -25,6 +26,18 @@ from ltx.training.vae_init import (
 )
 
 MOVING = [d for d in DIRECTIONS if d not in ("still", "drift")]
+# The world before session 7 (runs/ older than s7_*): shapes of half-size 0.14, paths from 0.15 of the frame.
+LEGACY_SHAPE_HALF_SIZE = 0.14
+LEGACY_PATHS = {"left_to_right": ((0.15, 0.5), (0.85, 0.5)), "right_to_left": ((0.85, 0.5), (0.15, 0.5)),
+                "top_to_bottom": ((0.5, 0.15), (0.5, 0.85)), "bottom_to_top": ((0.5, 0.85), (0.5, 0.15)),
+                "diagonal": ((0.15, 0.2), (0.85, 0.8))}
+
+
+def use_legacy_world() -> None:
+    """Render clips as the world did before session 7 (for the older runs' commands)."""
+    demo_world_renderer.SHAPE_HALF_SIZE = LEGACY_SHAPE_HALF_SIZE
+    demo_world_renderer.DIRECTIONS = {name: (*LEGACY_PATHS.get(name, value[:2]), value[2])
+                                      for name, value in DIRECTIONS.items()}
 
 
 def clip(rng, frames, size):
@@ -59,6 +72,41 @@ def apply_init(vae: VideoAutoencoder, a: argparse.Namespace) -> None:
         strided_identity_downsamplers(vae)
     if a.zero_up:
         shortcut_only_upsamplers(vae)
+    if a.avg_down:
+        average_pooling_downsamplers(vae)
+
+
+@torch.no_grad()
+def average_pooling_downsamplers(vae: VideoAutoencoder) -> None:
+    """Every encoder stride-2 ``C -> C`` downsampler as a 2x2x2 average pool of each channel (the DC-AE
+    shortcut's effect when the width does not change) instead of the strided identity."""
+    for block in vae.encoder.down_blocks:
+        if block.downsamplers is None:
+            continue
+        conv = block.downsamplers[0].conv
+        out_channels, in_channels = conv.weight.shape[:2]
+        if out_channels != in_channels:
+            continue
+        conv.weight.zero_()
+        if conv.bias is not None:
+            conv.bias.zero_()
+        index = torch.arange(out_channels)
+        for frame in (1, 2):  # kernel taps of the 2x2x2 block an output owns (causal time padding 2, space 1)
+            for row in (1, 2):
+                for column in (1, 2):
+                    conv.weight[index, index, frame, row, column] = 1 / 8
+
+
+def parameter_groups(vae: VideoAutoencoder, lr: float, fan_exponent: float, reference_fan_in: float = 3456):
+    """AdamW groups with lr * (reference / fan_in) ** fan_exponent per layer (muP-like; 0 = one lr for all).
+    Biases and other 1-D parameters go with their layer's weight; the reference is the widest conv's fan-in."""
+    named = dict(vae.named_parameters())
+    groups: dict[float, list] = {}
+    for name, parameter in named.items():
+        weight = named.get(name.rsplit(".", 1)[0] + ".weight")
+        fan_in = weight[0].numel() if weight is not None and weight.ndim > 1 else reference_fan_in
+        groups.setdefault((reference_fan_in / fan_in) ** fan_exponent, []).append(parameter)
+    return [{"params": parameters, "lr": lr * scale} for scale, parameters in groups.items()]
 
 
 def main():
@@ -92,16 +140,32 @@ def main():
     p.add_argument("--fixed-batch", action="store_true")
     p.add_argument("--trace", action="store_true")
     p.add_argument("--oracle", action="store_true", help="decoder only, on block-mean colour latents")
+    p.add_argument("--avg-down", action="store_true", help="average-pooling downsamplers (instead of --id-down)")
+    p.add_argument("--loss", choices=("mse", "l1"), default="mse")
+    p.add_argument("--lr-fan-exponent", type=float, default=0.0, help="per-layer lr * (3456 / fan_in) ** this")
+    p.add_argument("--upsample-factor", default="2,2,2", help="the decoder's upsample_factor (1,2,2: a wider last stage)")
+    p.add_argument("--shape-half-size", type=float, default=None, help="the world's shape size (default: the vocabulary's)")
+    p.add_argument("--legacy-world", action="store_true", help="the world before session 7 (shape half-size 0.14)")
+    p.add_argument("--images", type=int, default=0, help="also train on this many single frames per step (a random "
+                   "frame of a fresh 17-frame clip each): images are ~9x cheaper than 9-frame clips")
+    p.add_argument("--image-pool", type=int, default=0, help="--images from a FIFO of this many frames of past steps")
+    p.add_argument("--images-from-batch", action="store_true", help="--images are random frames of the step's clips")
+    p.add_argument("--save", default=None, help="write the trained VAE's state dict (safetensors) here")
     a = p.parse_args()
+    if a.legacy_world:
+        use_legacy_world()
+    if a.shape_half_size is not None:
+        demo_world_renderer.SHAPE_HALF_SIZE = a.shape_half_size
     torch.manual_seed(0)
     rng = random.Random(0)
     cfg = vae_config("tiny", latent_channels=a.latent, block_out_channels=tuple(int(x) for x in a.enc.split(",")),
                      decoder_block_out_channels=tuple(int(x) for x in a.dec.split(",")),
-                     noise_injection=not a.no_noise, timestep_conditioning=not a.no_tc)
+                     noise_injection=not a.no_noise, timestep_conditioning=not a.no_tc,
+                     upsample_factor=tuple(int(x) for x in a.upsample_factor.split(",")))
     vae = VideoAutoencoder(cfg)
     apply_init(vae, a)
     params = sum(p.numel() for p in vae.parameters())
-    opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, betas=tuple(float(b) for b in a.betas.split(",")),
+    opt = torch.optim.AdamW(parameter_groups(vae, a.lr, a.lr_fan_exponent), lr=a.lr, betas=tuple(float(b) for b in a.betas.split(",")),
                             weight_decay=a.wd)
 
     def lr_at(step):
@@ -146,7 +210,20 @@ def main():
             t = torch.where(torch.rand(a.batch) < a.denoise, torch.rand(a.batch) * 0.2, torch.zeros(a.batch))
             z = (1 - t.view(-1, 1, 1, 1, 1)) * z + t.view(-1, 1, 1, 1, 1) * torch.randn_like(z)
         rec = vae.decode(z, t if tc else None)
-        loss = (rec - video).pow(2).mean()
+        loss = (rec - video).pow(2).mean() if a.loss == "mse" else (rec - video).abs().mean()
+        if a.images:
+            if a.images_from_batch or a.image_pool:  # random frames of this step's clips
+                picks = [(rng.randrange(a.batch), rng.randrange(a.frames)) for _ in range(a.images)]
+                frames = torch.stack([video[clip_index, :, frame] for clip_index, frame in picks])  # (N, 3, H, W)
+                if a.image_pool:  # ... into a FIFO pool of past steps' frames, and the images drawn from the pool
+                    past = torch.cat([past, frames])[-a.image_pool:] if step else frames  # (<= pool, 3, H, W)
+                    frames = past[torch.tensor([rng.randrange(len(past)) for _ in range(a.images)])]
+            else:  # a random frame of a fresh 17-frame clip each
+                frames = torch.stack([clip(rng, 17, a.size)[:, rng.randrange(17)] for _ in range(a.images)])
+            images = frames.unsqueeze(2)  # (N, 3, 1, H, W): one-frame videos, encoded alone by the causal encoder
+            decoded = vae.decode(vae.encode(images).mean, torch.zeros(a.images) if tc else None)
+            image_error = decoded - images
+            loss = loss + (image_error.pow(2).mean() if a.loss == "mse" else image_error.abs().mean())
         if a.kl:
             kl = 0.5 * (post.mean.pow(2) + post.logvar.exp() - 1 - post.logvar).sum(1).mean()
             loss = loss + a.kl * kl
@@ -167,6 +244,10 @@ def main():
         zeros = vae.decode(torch.zeros_like(zs), 0.0 if tc else None)
         print(json.dumps({"psnr_shuffled_latents": round(psnr(shuffled, held), 2), "psnr_zero_latents": round(psnr(zeros, held), 2)}))
     from pathlib import Path
+
+    if a.save:
+        from safetensors.torch import save_file
+        save_file(vae.state_dict(), a.save)
 
     from PIL import Image
     Path(a.out).mkdir(parents=True, exist_ok=True)

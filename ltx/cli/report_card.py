@@ -39,6 +39,7 @@ from ltx.data.datamodule import expand_shards
 from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png, probe_video
 from ltx.evaluation import HELD_OUT_COMBINATIONS, SceneLabels, held_out_prompts, parse_caption
+from ltx.evaluation.demo_world import DemoWorldEvaluator, score
 from ltx.evaluation.contact_sheet import SheetRow, evenly_spaced_frames, row_height, write_contact_sheet
 from ltx.evaluation.report_card import (
     I2V_FIRST_FRAME_PSNR_TARGET,
@@ -116,10 +117,13 @@ def _quality(reconstruction: torch.Tensor, original: torch.Tensor) -> tuple[floa
 
 @torch.no_grad()
 def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_frames: int, noise_timestep: float,
-                        batch_size: int, seed: int, keep: int) -> tuple[list[dict], list[tuple[str, torch.Tensor, torch.Tensor]]]:
+                        batch_size: int, seed: int, keep: int,
+                        evaluator: DemoWorldEvaluator | None = None,
+                        ) -> tuple[list[dict], list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """Per clip: PSNR / SSIM of the posterior mean decoded at t=0 and, with timestep conditioning, of the
-    mean noised to ``noise_timestep`` decoded at it. Also (key, original, reconstruction) of the first
-    ``keep`` clips. Clips of one shape are batched."""
+    mean noised to ``noise_timestep`` decoded at it; with an ``evaluator``, also what it reads in the t=0
+    reconstruction of each clip whose caption states its labels (``read``: a ``Prediction``, ``labels``).
+    Also (key, original, reconstruction) of the first ``keep`` clips. Clips of one shape are batched."""
     device = next(vae.parameters()).device
     generator = torch.Generator().manual_seed(seed)  # the latent noise, drawn on the CPU
     decoder_generator = torch.Generator(device).manual_seed(seed)  # the decoder's noise injection, on its device
@@ -142,6 +146,9 @@ def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_fra
             for position, index in enumerate(chunk):
                 psnr, ssim = _quality(clean[position], videos[index])
                 row = {"key": clips[index].key, "shape": list(videos[index].shape[1:]), "psnr_t0": psnr, "ssim_t0": ssim}
+                labels = caption_labels(clips[index].caption)
+                if evaluator is not None and labels is not None:
+                    row["read"], row["labels"] = evaluator.predict(clean[position]), labels
                 if noisy is not None:
                     row["psnr_noisy"], row["ssim_noisy"] = _quality(noisy[position], videos[index])
                 rows[index] = row
@@ -176,15 +183,37 @@ def vae_metrics(rows: list[dict], noise_timestep: float, timestep_conditioned: b
     return metrics
 
 
+def caption_labels(caption: str) -> SceneLabels | None:
+    """The labels a single-shot world caption states; None for any other clip (e.g. a multi-shot source)."""
+    try:
+        return parse_caption(caption)
+    except ValueError:
+        return None
+
+
+def reconstruction_adherence(rows: list[dict]) -> list[Metric]:
+    """What the evaluator reads in the VAE's reconstructions of the held-out world clips: the most any DiT
+    whose samples this VAE decodes can score (information, no target)."""
+    read = [row for row in rows if "read" in row]
+    scores = score([row["read"] for row in read], [row["labels"] for row in read]) if read else None
+    metrics = adherence_metrics("vae_read", "Evaluator on VAE reconstructions (ceiling for the DiT)", scores, len(read),
+                                "" if read else "no held-out clip has a single-shot world caption")
+    return [Metric(metric.name, metric.description, metric.value, metric.unit, None, metric.note) for metric in metrics]
+
+
 def vae_section(args: argparse.Namespace, vae: VideoAutoencoder, clips: list[HeldOutClip]) -> Section:
     rows, examples = vae_reconstructions(vae, clips, args.vae_frames, args.vae_noise_timestep, args.batch_size,
-                                         args.seed, args.sheet_reconstructions)
+                                         args.seed, args.sheet_reconstructions, DemoWorldEvaluator())
     sheet = [SheetRow(f"VAE reconstruction of held-out clip {key} (original | decoded at t=0)",
                       [evenly_spaced_frames(original, args.sheet_frames),
                        evenly_spaced_frames(reconstruction, args.sheet_frames)])
              for key, original, reconstruction in examples]
-    metrics = vae_metrics(rows, args.vae_noise_timestep, vae.config.timestep_conditioning)
-    return Section(metrics, sheet, {"vae_clips": rows})
+    metrics = vae_metrics(rows, args.vae_noise_timestep, vae.config.timestep_conditioning) + reconstruction_adherence(rows)
+    records = [{key: value for key, value in row.items() if key not in ("read", "labels")} for row in rows]
+    for record, row in zip(records, rows, strict=True):
+        if "read" in row:
+            record["read"] = {"colour": row["read"].colour, "shape": row["read"].shape, "motion": row["read"].motion}
+    return Section(metrics, sheet, {"vae_clips": records})
 
 
 def last_validation_loss(run_dir: Path) -> tuple[float, int, str] | None:

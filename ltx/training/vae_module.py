@@ -27,6 +27,7 @@ from ltx.training.stage import TrainingStage, rebuild_with_weights
 from ltx.training.vae_init import initialize_vae
 
 log = logging.getLogger(__name__)
+IMAGE_STREAM = 7  # mixed into the run's seed for the image draws, so they differ from the clips' draws
 # Lightning warns that checkpoints of manually optimised modules hold the post-step weights, with a
 # page of example code; post-step weights are what we want.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
@@ -80,6 +81,7 @@ class VAEModule(TrainingStage):
             in_channels = self.gan_objective.discriminator_in_channels(self.vae.config.out_channels)
             self.discriminator = DISCRIMINATORS.build(self.gan_cfg.discriminator, in_channels=in_channels,
                                                       **dict(self.gan_cfg.get("discriminator_kwargs") or {}))
+        self._image_pools: dict[tuple[int, int], torch.Tensor] = {}  # frame shape -> recent frames (frames_as_images)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips = MeanMetric()
@@ -139,6 +141,16 @@ class VAEModule(TrainingStage):
         total, values = self.losses({"prediction": (reconstruction, video), "posterior": (posterior.mean, posterior.logvar)},
                                     scales=self.loss_scales())
         logs = {f"train/{name}": value.detach() for name, value in values.items()}
+        images = self.frames_as_images(video)
+        if images is not None:  # joint image-video training: single frames, encoded alone, with the same terms
+            image_random = self.batch_randomness(images.shape[0], video.device,
+                                                 seed=BatchRandomness.mix(int(self.cfg.get("seed", 0)), IMAGE_STREAM))
+            image_reconstruction, image_posterior, _ = self.reconstruct(images, image_random)
+            image_total, image_values = self.losses(
+                {"prediction": (image_reconstruction, images), "posterior": (image_posterior.mean, image_posterior.logvar)},
+                scales=self.loss_scales())
+            total = total + float(self.training_cfg.get("image_loss_weight", 1.0)) * image_total
+            logs.update({f"train/image_{name}": value.detach() for name, value in image_values.items()})
         if gan_on:
             # the order of (original, reconstruction) pairs (rgan): one draw per sample of the global batch
             order = random.rows(lambda n, g: torch.rand(n, generator=g, device=g.device) < 0.5).to(video.device)
@@ -159,6 +171,37 @@ class VAEModule(TrainingStage):
         self.log_dict(logs, prog_bar=False, batch_size=video.shape[0], sync_dist=True)  # global-batch values
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=video.shape[0], sync_dist=True)
         return total.detach()
+
+    def frames_as_images(self, video: torch.Tensor) -> torch.Tensor | None:
+        """Joint image-video training: ``B * vae_training.images_per_clip`` single frames as one-frame videos
+        `(B * k, 3, 1, H, W)`, or None when ``images_per_clip`` is 0 or the clips are images already.
+
+        ``k`` random frames of each clip enter a first-in-first-out pool of the last ``vae_training.image_pool``
+        frames of this shape (0: no pool), and the images are drawn from the pool: frames of *other* scenes
+        than this step's clips. The causal encoder encodes a first frame alone (1:24 instead of 1:192), so
+        images teach the decoder to draw at a fraction of a clip's cost, and the video path shares those
+        weights (experiments/vae_recipe). Draws are a function of (seed, step); the pool is not checkpointed
+        (a resumed run refills it) and each rank keeps its own."""
+        per_clip = int(self.training_cfg.get("images_per_clip", 0) or 0)
+        pool_size = int(self.training_cfg.get("image_pool", 0) or 0)
+        if per_clip < 0 or pool_size < 0:
+            raise ValueError(f"vae_training.images_per_clip and image_pool must be >= 0, got {per_clip} and {pool_size}")
+        if per_clip == 0 or video.shape[2] == 1:
+            return None
+        batch, frames = video.shape[0], video.shape[2]
+        count = batch * per_clip
+        random = self.batch_randomness(batch, video.device,
+                                       seed=BatchRandomness.mix(int(self.cfg.get("seed", 0)), IMAGE_STREAM))
+        picks = random.rows(lambda n, g: torch.randint(frames, (n, per_clip), generator=g, device=g.device))  # (B, k)
+        clips = torch.arange(batch, device=video.device).repeat_interleave(per_clip)  # (B * k,)
+        drawn = video[clips, :, picks.to(video.device).reshape(-1)].detach()  # (B * k, 3, H, W)
+        if pool_size == 0:
+            return drawn.unsqueeze(2)
+        key = tuple(video.shape[-2:])
+        pool = torch.cat([self._image_pools[key], drawn])[-pool_size:] if key in self._image_pools else drawn[-pool_size:]
+        self._image_pools[key] = pool  # (<= pool_size, 3, H, W)
+        index = random.shared(lambda g: torch.randint(len(pool), (count,), generator=g, device=g.device))
+        return pool[index.to(pool.device)].unsqueeze(2)  # (B * k, 3, 1, H, W)
 
     def loss_scales(self) -> dict[str, float]:
         """This step's multipliers of the loss weights. The KL term is off while the decoder gets posterior
