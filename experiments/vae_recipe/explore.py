@@ -182,6 +182,7 @@ def main():
     curve = []
     start = time.time()
     tc = not a.no_tc
+    past = None  # --image-pool: frames of past steps
     for step in range(a.steps + 1):
         if step % a.eval_every == 0 or step == a.steps:
             vae.eval()
@@ -216,7 +217,7 @@ def main():
                 picks = [(rng.randrange(a.batch), rng.randrange(a.frames)) for _ in range(a.images)]
                 frames = torch.stack([video[clip_index, :, frame] for clip_index, frame in picks])  # (N, 3, H, W)
                 if a.image_pool:  # ... into a FIFO pool of past steps' frames, and the images drawn from the pool
-                    past = torch.cat([past, frames])[-a.image_pool:] if step else frames  # (<= pool, 3, H, W)
+                    past = frames if past is None else torch.cat([past, frames])[-a.image_pool:]  # (<= pool, 3, H, W)
                     frames = past[torch.tensor([rng.randrange(len(past)) for _ in range(a.images)])]
             else:  # a random frame of a fresh 17-frame clip each
                 frames = torch.stack([clip(rng, 17, a.size)[:, rng.randrange(17)] for _ in range(a.images)])

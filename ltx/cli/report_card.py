@@ -39,8 +39,8 @@ from ltx.data.datamodule import expand_shards
 from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png, probe_video
 from ltx.evaluation import HELD_OUT_COMBINATIONS, SceneLabels, held_out_prompts, parse_caption
-from ltx.evaluation.demo_world import DemoWorldEvaluator, score
 from ltx.evaluation.contact_sheet import SheetRow, evenly_spaced_frames, row_height, write_contact_sheet
+from ltx.evaluation.demo_world import DemoWorldEvaluator, score
 from ltx.evaluation.report_card import (
     I2V_FIRST_FRAME_PSNR_TARGET,
     VAE_PSNR_TARGET,
