@@ -53,6 +53,8 @@ S7_RUNS = {
     "s7_NB24": ("+ 24 single frames of the step's clips per step", "--images 24 --images-from-batch"),
     "s7_NP24": ("+ 24 single frames from a pool of the last 512 frames of past steps: 293 s", "--images 24 --image-pool 512"),
     "s7_NI24": ("+ 24 single frames of 24 fresh clips per step: 353 s", "--images 24"),
+    "s7_LONG": ("+ 48 frames from a pool of 2,048, constant lr, 4,000 steps on 2 cores alone (25.01 dB at 2,500 "
+                "steps, 538 s; 26.26 at 4,000, 840 s)", "--images 48 --image-pool 2048 --steps 4000 (no --cosine)"),
 }
 S7_COMMAND = ("python -m experiments.vae_recipe.explore --steps 1000 --eval-every 250 --lr 5e-4 --cosine "
               "--batch 8 --no-tc --no-noise --zero-res --id-down --zero-up")
