@@ -88,7 +88,8 @@ def table_s7() -> str:
     for name, (what, flags) in S7_RUNS.items():
         curve, _ = load(name)
         by_step = {row["step"]: row.get("train_psnr4") or row["psnr"] for row in curve}
-        cells = [f"{by_step[step]:.2f}" if step in by_step else "stopped" for step in steps]
+        last = max(by_step)
+        cells = [f"{by_step[step]:.2f}" if step in by_step else ("-" if step < last else "stopped") for step in steps]
         lines.append(f"| {name} | {what} | " + " | ".join(cells) + f" | `{flags}` |")
     lines.append(f"\nHeld-out PSNR (dB) on 16 fresh clips; every run is `{S7_COMMAND}` plus its flags. Times: "
                  "wall seconds for 1,000 steps on one core while another run shared the machine.")
