@@ -237,11 +237,14 @@ def test_images_come_from_a_pool_of_recent_frames_per_frame_shape(demo_dir, tmp_
     assert module.frames_as_images(first).eq(1.0).all()  # (8, 3, 1, 4, 4): the pool holds this step's frames only
     second = torch.full((2, 3, 9, 4, 4), 2.0)
     images = module.frames_as_images(second)
-    assert images.shape == (8, 3, 1, 4, 4) and module._image_pools[(4, 4)].shape == (10, 3, 4, 4)  # the last 10 frames
+    pool, written = module._image_pools[(4, 4)]
+    assert images.shape == (8, 3, 1, 4, 4) and pool.shape == (10, 3, 4, 4) and written == 16
     assert set(images[:, 0, 0, 0, 0].tolist()) <= {1.0, 2.0}
-    assert module._image_pools[(4, 4)][:2].eq(1.0).all() and module._image_pools[(4, 4)][2:].eq(2.0).all()
+    assert sorted(pool[:, 0, 0, 0].tolist()) == [1.0] * 2 + [2.0] * 8  # the last 10 frames written
     wide = module.frames_as_images(torch.full((2, 3, 9, 4, 6), 3.0))  # another bucket: its own pool
-    assert wide.eq(3.0).all() and module._image_pools[(4, 6)].shape == (8, 3, 4, 6)
+    assert wide.eq(3.0).all() and module._image_pools[(4, 6)][1] == 8
+    small = VAEModule(vae_run_config(demo_dir, tmp_path, "vae_training.images_per_clip=4", "vae_training.image_pool=3"))
+    assert small.frames_as_images(second).eq(2.0).all() and small._image_pools[(4, 4)][1] == 3  # keeps the newest 3
 
 
 def test_joint_image_video_training_logs_the_image_terms(demo_dir, tmp_path):

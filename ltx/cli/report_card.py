@@ -196,9 +196,8 @@ def reconstruction_adherence(rows: list[dict]) -> list[Metric]:
     whose samples this VAE decodes can score (information, no target)."""
     read = [row for row in rows if "read" in row]
     scores = score([row["read"] for row in read], [row["labels"] for row in read]) if read else None
-    metrics = adherence_metrics("vae_read", "Evaluator on VAE reconstructions (ceiling for the DiT)", scores, len(read),
-                                "" if read else "no held-out clip has a single-shot world caption")
-    return [Metric(metric.name, metric.description, metric.value, metric.unit, None, metric.note) for metric in metrics]
+    return adherence_metrics("vae_read", "Evaluator on VAE reconstructions (ceiling for the DiT)", scores, len(read),
+                             "" if read else "no held-out clip has a single-shot world caption", targets=False)
 
 
 def vae_section(args: argparse.Namespace, vae: VideoAutoencoder, clips: list[HeldOutClip]) -> Section:

@@ -67,12 +67,13 @@ class Metric:
 
 
 def adherence_metrics(prefix: str, what: str, scores: Mapping[str, float] | None, count: int,
-                      note: str = "") -> list[Metric]:
-    """Colour, shape and motion accuracy against ``ADHERENCE_TARGETS`` plus, for information, all three
-    right and objects found; ``scores`` from ``ltx.evaluation.score`` (None: not measured)."""
+                      note: str = "", targets: bool = True) -> list[Metric]:
+    """Colour, shape and motion accuracy against ``ADHERENCE_TARGETS`` (``targets=False``: for information
+    only) plus, for information, all three right and objects found; ``scores`` from ``ltx.evaluation.score``
+    (None: not measured)."""
     scores = scores or {}
     metrics = [Metric(f"{prefix}/{name}", f"{what}: {name} accuracy ({count} samples)", scores.get(name), "%",
-                      ADHERENCE_TARGETS[name], note) for name in ("colour", "shape", "motion")]
+                      ADHERENCE_TARGETS[name] if targets else None, note) for name in ("colour", "shape", "motion")]
     metrics.append(Metric(f"{prefix}/all", f"{what}: colour, shape and motion all right", scores.get("all"), "%",
                           None, note))
     metrics.append(Metric(f"{prefix}/found", f"{what}: evaluator found one moving object", scores.get("found"), "%",

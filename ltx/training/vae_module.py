@@ -81,7 +81,7 @@ class VAEModule(TrainingStage):
             in_channels = self.gan_objective.discriminator_in_channels(self.vae.config.out_channels)
             self.discriminator = DISCRIMINATORS.build(self.gan_cfg.discriminator, in_channels=in_channels,
                                                       **dict(self.gan_cfg.get("discriminator_kwargs") or {}))
-        self._image_pools: dict[tuple[int, int], torch.Tensor] = {}  # frame shape -> recent frames (frames_as_images)
+        self._image_pools: dict[tuple[int, int], list] = {}  # frame size -> [ring buffer, frames written] (frames_as_images)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips = MeanMetric()
@@ -190,17 +190,22 @@ class VAEModule(TrainingStage):
             return None
         batch, frames = video.shape[0], video.shape[2]
         count = batch * per_clip
-        random = self.batch_randomness(batch, video.device,
-                                       seed=BatchRandomness.mix(int(self.cfg.get("seed", 0)), IMAGE_STREAM))
+        random = self.batch_randomness(batch, video.device,  # not the stream the images' own draws use
+                                       seed=BatchRandomness.mix(int(self.cfg.get("seed", 0)), IMAGE_STREAM, 1))
         picks = random.rows(lambda n, g: torch.randint(frames, (n, per_clip), generator=g, device=g.device))  # (B, k)
         clips = torch.arange(batch, device=video.device).repeat_interleave(per_clip)  # (B * k,)
         drawn = video[clips, :, picks.to(video.device).reshape(-1)].detach()  # (B * k, 3, H, W)
         if pool_size == 0:
             return drawn.unsqueeze(2)
         key = tuple(video.shape[-2:])
-        pool = torch.cat([self._image_pools[key], drawn])[-pool_size:] if key in self._image_pools else drawn[-pool_size:]
-        self._image_pools[key] = pool  # (<= pool_size, 3, H, W)
-        index = random.shared(lambda g: torch.randint(len(pool), (count,), generator=g, device=g.device))
+        if key not in self._image_pools:  # a ring buffer per frame size: no copy of the pool per step
+            self._image_pools[key] = [drawn.new_empty((pool_size, *drawn.shape[1:])), 0]  # (pool, 3, H, W), written
+        pool, written = self._image_pools[key]
+        fresh = drawn[-pool_size:]
+        slots = torch.arange(written, written + len(fresh), device=pool.device) % pool_size  # the oldest frames go
+        pool[slots] = fresh
+        self._image_pools[key][1] = written = written + len(fresh)
+        index = random.shared(lambda g: torch.randint(min(written, pool_size), (count,), generator=g, device=g.device))
         return pool[index.to(pool.device)].unsqueeze(2)  # (B * k, 3, 1, H, W)
 
     def loss_scales(self) -> dict[str, float]:
