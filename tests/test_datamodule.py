@@ -174,3 +174,43 @@ def test_validation_passes_are_identical(demo_dir):
     assert [b["key"] for b in first] == [b["key"] for b in second]
     for a, b in zip(first, second):
         assert torch.equal(a["video"], b["video"])
+
+
+def _two_epochs(module: VideoDataModule) -> list[dict]:
+    loader = module.train_dataloader()
+    return list(loader) + list(loader)
+
+
+def test_decode_cache_gives_the_same_batches_and_decodes_each_clip_once(exact_shards, monkeypatch):
+    import ltx.data.pipeline as pipeline
+
+    calls: Counter[str] = Counter()
+    decode = pipeline.decode_frames
+
+    def counted(data, indices):
+        calls[len(list(indices))] += 1
+        return decode(data, indices)
+
+    monkeypatch.setattr(pipeline, "decode_frames", counted)
+
+    def module(cache_mb: float) -> VideoDataModule:
+        return VideoDataModule(str(exact_shards[0].parent), SMALL_BUCKETS, batch_size=2, resampled=False,
+                               num_workers=0, seed=3, decode_cache_mb=cache_mb)
+
+    plain = _two_epochs(module(0))
+    uncached_calls = sum(calls.values())
+    calls.clear()
+    cached = _two_epochs(module(64))
+    assert [b["key"] for b in cached] == [b["key"] for b in plain]
+    assert all(torch.equal(a["video"], b["video"]) for a, b in zip(cached, plain))
+    assert uncached_calls == 2 * 16  # 16 videos, decoded in both epochs without the cache
+    assert sum(calls.values()) == 16  # with it: each video once (all its frames), windows cut from memory
+    calls.clear()
+    tiny = _two_epochs(module(0.25))  # room for a clip or two only: the rest are decoded per use, same batches
+    assert all(torch.equal(a["video"], b["video"]) for a, b in zip(tiny, plain))
+    assert 16 < sum(calls.values()) < 2 * 16
+
+
+def test_negative_decode_cache_is_refused(exact_shards):
+    with pytest.raises(ValueError, match="decode_cache_mb must be >= 0"):
+        VideoDataModule(str(exact_shards[0].parent), SMALL_BUCKETS, batch_size=2, decode_cache_mb=-1)

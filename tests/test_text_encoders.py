@@ -225,3 +225,24 @@ def test_open_clip_tokenizer_is_bundled(tiny_clip_name):
 
     tokenizer = open_clip.get_tokenizer(tiny_clip_name)  # the network guard would fail a download
     assert isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer) and tokenizer.context_length == 77
+
+
+def test_tiny_t5_heads_read_the_neighbouring_words(tiny_t5_dir):
+    # the demo's stand-in keeps word order: head 0 attends to the next token, head 1 to the previous one,
+    # so a colour word before a shape word and the same word before a background word differ
+    from transformers import T5EncoderModel, T5TokenizerFast
+
+    model = T5EncoderModel.from_pretrained(tiny_t5_dir / "text_encoder", attn_implementation="eager")
+    tokenizer = T5TokenizerFast.from_pretrained(tiny_t5_dir / "tokenizer")
+    captions = ["a red cat sits on a blue mat", "a blue cat sits on a red mat"]
+    tokens = tokenizer(captions, return_tensors="pt")
+    with torch.no_grad():
+        output = model(**tokens, output_attentions=True)
+    attention = output.attentions[0][0]  # (heads, query, key) of the first caption, first layer
+    length = attention.shape[-1]
+    assert (attention[0, :-1].argmax(-1) == torch.arange(1, length)).all()  # the next token
+    assert (attention[1, 1:].argmax(-1) == torch.arange(0, length - 1)).all()  # the previous token
+    assert attention[0, :-1].diagonal(offset=1).min() > 0.9
+    features = output.last_hidden_state  # (2, tokens, dim)
+    red_on_cat, red_on_mat = features[0, 1], features[1, 6]
+    assert torch.cosine_similarity(red_on_cat, red_on_mat, dim=0) < 0.95

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ltx.losses.dwt import SUBBAND_NAMES, VideoDWTLoss, haar_subbands_3d
+from ltx.losses.dwt import SUBBAND_NAMES, HaarTransform3d, VideoDWTLoss, haar_subbands_3d
 from ltx.losses.gan import GAN_LOSS_TYPES, ReconstructionGANLoss, StandardGANLoss, adaptive_gan_weight
 from ltx.losses.kl import KLLoss
 from ltx.losses.perceptual import LPIPSLoss
@@ -214,6 +214,23 @@ def test_checkerboard_error_lives_in_the_high_bands_only():
         a - b for a, b in zip(haar_subbands_3d(target + 0.1 * checkerboard), haar_subbands_3d(target))
     ]
     assert differences[0].abs().max() < 1e-6 and max(d.abs().max() for d in differences[1:]) > 0.1
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 17, 8, 8), (1, 2, 6, 7, 9), (2, 1, 1, 5, 6)])
+def test_haar_convolution_equals_pytorch_wavelets_in_values_and_gradients(shape):
+    # forward() is a strided convolution whose filters are read off the library's transform; both paths
+    # must give the same subbands (odd sizes zero-padded, odd frame counts repeating the first frame)
+    transform = HaarTransform3d()
+    video = torch.randn(shape).requires_grad_()
+    weights = torch.randn(1, 1, 8, 1, 1, 1)  # a random weight per band: a linear read-out of the subbands
+    fast = transform(video)
+    reference = transform.library_transform(video)
+    assert fast.shape == reference.shape and torch.allclose(fast, reference, atol=1e-6)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), video)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), video)
+    assert torch.allclose(fast_grad, reference_grad, atol=1e-6)
+    spatial, library_spatial = transform.spatial_subbands(video), transform.library_spatial_subbands(video)
+    assert spatial.shape == library_spatial.shape and torch.allclose(spatial, library_spatial, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 8, 8), (2, 3, 1, 8, 8), (2, 3, 8, 8), (1, 3, 5, 7, 9)])

@@ -245,8 +245,11 @@ class VideoDataModule(ShardDataModule):
 
     def __init__(self, train_shards: str | Sequence[str], buckets: Sequence[Sequence[int]], batch_size: int,
                  target_fps: float = 24.0, random_crop: bool = True, aspect_tolerance: float = 0.15,
-                 filters: Mapping[str, Any] | None = None, **shard_options: Any):
+                 filters: Mapping[str, Any] | None = None, decode_cache_mb: float = 0.0, **shard_options: Any):
         super().__init__(train_shards, batch_size, **shard_options)
+        if not decode_cache_mb >= 0:
+            raise ValueError(f"data.decode_cache_mb must be >= 0 (0 = decode every use), got {decode_cache_mb!r}")
+        self.decode_cache_mb = float(decode_cache_mb)
         self.buckets = parse_buckets(buckets)
         if not target_fps > 0:
             raise ValueError(f"data.target_fps must be positive, got {target_fps!r}")
@@ -260,5 +263,5 @@ class VideoDataModule(ShardDataModule):
     def sample_stages(self, random: bool, rank: int) -> list[Any]:
         return [
             AssignBuckets(self.buckets, self.target_fps, self.metadata_filter, self.aspect_tolerance, self.seed, rank),
-            DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank),
+            DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank, self.decode_cache_mb),
         ]

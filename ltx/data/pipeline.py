@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from webdataset.utils import pytorch_worker_info
 
@@ -130,11 +131,23 @@ class AssignBuckets(_EpochSeeded):
 
 
 class DecodeSamples(_EpochSeeded):
-    """Decode a random window of the bucket's length at the target fps, resize and crop to the bucket."""
+    """Decode a random window of the bucket's length at the target fps, resize and crop to the bucket.
 
-    def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int):
+    ``cache_mb > 0`` keeps every decoded clip (all its frames, uint8 at the stored size) in memory up to
+    that many MiB, keyed by (shard url, sample key): a small dataset read for many epochs (the demo world)
+    is then decoded once instead of once per use, and windows and crops are still drawn per use. Clips
+    that no longer fit are decoded per use, as without a cache. The cache lives in this stage's process:
+    with ``num_workers > 0`` each worker keeps its own, for as long as the worker lives.
+    """
+
+    def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int, cache_mb: float = 0.0):
         super().__init__(seed, rank)
+        if cache_mb < 0:
+            raise ValueError(f"data.decode_cache_mb must be >= 0 (0 = no cache), got {cache_mb!r}")
         self.target_fps, self.random_crop = target_fps, random_crop
+        self.cache_bytes = int(cache_mb * 2**20)
+        self.cache: dict[tuple[str, str], np.ndarray] = {}  # (url, key) -> (N, h, w, 3) uint8
+        self.cached_bytes, self.cache_full = 0, False
 
     def __call__(self, samples: Iterable[dict[str, Any] | Skip]) -> Iterator[dict[str, Any] | Skip]:
         rng = self.make_rng()
@@ -147,14 +160,34 @@ class DecodeSamples(_EpochSeeded):
             except (VideoDecodeError, ValueError, UnicodeDecodeError) as error:
                 yield skip_with_warning("decode_error", sample["key"], sample["url"], f"{type(error).__name__}: {error}")
 
+    def _frames(self, sample: dict[str, Any], indices: Sequence[int] | None) -> np.ndarray:
+        """The frames at ``indices`` (None: the image) as ``(F, h, w, 3)`` uint8, from the cache if it can."""
+        cache_key = (str(sample["url"]), str(sample["key"]))
+        clip = self.cache.get(cache_key)
+        if clip is None and self.cache_bytes and not self.cache_full:
+            if indices is None:
+                clip = decode_png(sample["data"])[None]  # (1, h, w, 3)
+            else:
+                clip = decode_frames(sample["data"], range(sample["meta"].num_frames))  # (N, h, w, 3)
+            if self.cached_bytes + clip.nbytes <= self.cache_bytes:
+                self.cache[cache_key] = clip
+                self.cached_bytes += clip.nbytes
+            else:
+                self.cache_full = True
+                log.info("decoded-clip cache full (%d clips, %.0f MiB of data.decode_cache_mb=%.0f): further clips "
+                         "are decoded per use", len(self.cache), self.cached_bytes / 2**20, self.cache_bytes / 2**20)
+        if clip is not None:
+            return clip if indices is None else clip[list(indices)]
+        return decode_png(sample["data"])[None] if indices is None else decode_frames(sample["data"], indices)
+
     def _decode(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         meta, bucket = sample["meta"], sample["bucket"]
         if sample["media"] == IMAGE_EXTENSION:
-            frames = decode_png(sample["data"])[None]  # (1, h, w, 3)
+            frames = self._frames(sample, None)  # (1, h, w, 3)
             fps = self.target_fps
         else:
             indices = window_indices(meta.num_frames, meta.fps, self.target_fps, bucket.frames, rng)
-            frames = decode_frames(sample["data"], indices)  # (F, h, w, 3)
+            frames = self._frames(sample, indices)  # (F, h, w, 3)
             fps = effective_fps(meta.fps, self.target_fps)
         video = resize_and_crop(frames, bucket, rng if self.random_crop else None)  # (3, F, H, W)
         caption = sample["caption"]

@@ -2,7 +2,12 @@
 
 Real training points ``text_encoder.kwargs.path`` at the release's T5-XXL; the demo cannot download it,
 so ``make demo`` writes this stand-in: a word-level tokenizer over the demo captions' vocabulary and a
-2-layer T5 encoder (d_model 32). Random weights still give each caption distinct features.
+2-layer T5 encoder (d_model 32). Random weights still give each caption distinct features, but a random T5
+barely keeps word order: "a red circle ... over a green background" and "a green circle ... over a red
+background" come out as nearly the same bag of word features, so a DiT cannot learn which colour is the
+shape's. A trained T5 learns to mix each word with its neighbours; the stand-in is built to: its relative
+position bias makes one attention head read the next word and the other the previous one
+(``NEIGHBOUR_BIAS``), so "red" before "circle" and "red" before "striped" get different features.
 """
 
 from __future__ import annotations
@@ -13,6 +18,25 @@ from pathlib import Path
 import torch
 
 SPECIAL_TOKENS = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+NEIGHBOUR_BIAS = 10.0  # attention logit bonus of the next word (head 0) and the previous word (head 1)
+
+
+def attend_to_neighbours(model, bias: float = NEIGHBOUR_BIAS) -> None:
+    """Set the T5 encoder's relative position bias (shared by every layer) so that head 0 attends to the
+    next token and head 1 to the previous one; every other offset gets no bias."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    attention = model.encoder.block[0].layer[0].SelfAttention
+    if attention.n_heads < 2:
+        raise ValueError(f"the tiny T5 needs at least 2 attention heads to read both neighbours, got {attention.n_heads}")
+    buckets = T5Attention._relative_position_bucket(  # key position - query position: +1 = the next token
+        torch.tensor([1, -1]), bidirectional=True, num_buckets=attention.relative_attention_num_buckets,
+        max_distance=attention.relative_attention_max_distance)
+    with torch.no_grad():
+        table = attention.relative_attention_bias.weight  # (buckets, heads)
+        table.zero_()
+        table[buckets[0], 0] = bias
+        table[buckets[1], 1] = bias
 
 
 def write_tiny_t5(directory: str | Path, words: Iterable[str], dim: int = 32, seed: int = 0) -> Path:
@@ -40,5 +64,6 @@ def write_tiny_t5(directory: str | Path, words: Iterable[str], dim: int = 32, se
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = T5EncoderModel(config)
+    attend_to_neighbours(model)
     model.save_pretrained(directory / "text_encoder")
     return directory
