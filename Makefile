@@ -8,7 +8,7 @@ ARGS ?=
 DEMO_DIR ?= outputs/demo
 DEMO_VAE = $(DEMO_DIR)/vae_run/checkpoints/last.ckpt
 DEMO_STATS = $(DEMO_DIR)/latent_stats.safetensors
-DEMO_CLIPS ?= 600
+DEMO_CLIPS ?= 3000
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help

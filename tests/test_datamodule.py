@@ -214,3 +214,36 @@ def test_decode_cache_gives_the_same_batches_and_decodes_each_clip_once(exact_sh
 def test_negative_decode_cache_is_refused(exact_shards):
     with pytest.raises(ValueError, match="decode_cache_mb must be >= 0"):
         VideoDataModule(str(exact_shards[0].parent), SMALL_BUCKETS, batch_size=2, decode_cache_mb=-1)
+
+
+def _keys_by_group(exact_shards, weights, seed=5, batches=60) -> tuple[float, list[str]]:
+    directory = exact_shards[0].parent
+    groups = [str(directory / "exact-00000{0,1}.tar"), str(directory / "exact-00000{2..7}.tar")]
+    module = VideoDataModule(groups, SMALL_BUCKETS, batch_size=2, num_workers=0, seed=seed,
+                             batches_per_epoch=batches, shard_weights=weights)
+    keys = [key for batch in module.train_dataloader() for key in batch["key"]]
+    first_group = {f"s{s}_{k}" for s in (0, 1) for k in ("v0", "v1", "img")}
+    return sum(key in first_group for key in keys) / len(keys), keys
+
+
+def test_shard_weights_set_each_entrys_share_of_the_draws(exact_shards):
+    share, keys = _keys_by_group(exact_shards, [0.9, 0.1])
+    assert share > 0.75  # 2 of 8 shards, 25 % without weights
+    share_unweighted, _ = _keys_by_group(exact_shards, None)
+    assert share_unweighted < 0.45
+    share_reversed, _ = _keys_by_group(exact_shards, [0.0, 1.0])
+    assert share_reversed == 0.0  # weight 0: never drawn
+    assert _keys_by_group(exact_shards, [0.9, 0.1])[1] == keys  # a function of the seed
+    assert _keys_by_group(exact_shards, [0.9, 0.1], seed=6)[1] != keys
+
+
+@pytest.mark.parametrize(("weights", "resampled", "message"), [
+    ([1.0], True, r"1 weight\(s\) for 2 data.train_shards entries"),
+    ([1.0, -1.0], True, "finite, >= 0 and not all 0"),
+    ([0.0, 0.0], True, "finite, >= 0 and not all 0"),
+    ([1.0, 1.0], False, "needs data.resampled=true"),
+])
+def test_bad_shard_weights_are_refused(exact_shards, weights, resampled, message):
+    with pytest.raises(ValueError, match=message):
+        VideoDataModule([str(exact_shards[0]), str(exact_shards[1])], SMALL_BUCKETS, batch_size=2,
+                        resampled=resampled, shard_weights=weights)

@@ -64,6 +64,11 @@ def test_report_card_of_a_two_step_demo(trained_demo, tmp_path, capsys):
     assert len(written["t2v_samples"]) == 24 and len(written["i2v_samples"]) == 2 and len(written["vae_clips"]) == 5
     assert [sample["prompt"] for sample in written["t2v_samples"]] == [p.caption for p in held_out_prompts(24)]
     assert written["settings"]["frames"] == 17 and written["settings"]["height"] == 64
+    # every clip coded at the scale the demo trains at: height 64, the width keeping its aspect (a multiple of 32)
+    assert written["settings"]["vae_height"] == 64
+    shapes = {row["key"]: row["shape"] for row in written["vae_clips"]}
+    assert all(shape[1] == 64 for shape in shapes.values())
+    assert shapes["cyan_square_wide"][1:] == [64, 128] and shapes["yellow_circle_gradient"][1:] == [64, 96]
     sheet = Image.open(output / "contact_sheet.png")
     assert written["contact_sheet"]["rows"] == 24 + 2 + 3  # samples, then 3 VAE reconstructions
     assert sheet.height == (24 + 2 + 3) * row_height(64)
@@ -86,6 +91,24 @@ def world_video(prompt, size: int = 64) -> torch.Tensor:
     scene = SceneSpec(prompt.shape, prompt.colour, prompt.motion, prompt.background, prompt.background_colour, 17)
     frames = np.stack(list(render_scene(scene, size, size)))  # (17, H, W, 3)
     return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def test_vae_clips_are_coded_at_the_training_scale_or_their_own_size():
+    assert report_card.training_scale_size(192, 256, 64) == (64, 96)  # 85.3 wide -> the nearest multiple of 32
+    assert report_card.training_scale_size(160, 320, 64) == (64, 128)
+    assert report_card.training_scale_size(64, 64, 64) == (64, 64)
+    assert report_card.training_scale_size(400, 20, 64) == (64, 32)  # at least 32 wide
+
+
+def test_vae_rows_at_their_own_size_with_vae_height_0(demo_dir):
+    from ltx.models.vae import VideoAutoencoder, vae_config
+
+    vae = VideoAutoencoder(vae_config("tiny")).eval()
+    clips = [clip for clip in report_card.read_clips(demo_dir / "val") if clip.key == "yellow_circle_gradient"]
+    own, _ = report_card.vae_reconstructions(vae, clips, 9, 0.05, 2, 0, 0, height=None)
+    scaled, _ = report_card.vae_reconstructions(vae, clips, 9, 0.05, 2, 0, 0, height=64)
+    assert own[0]["shape"] == [9, 192, 256] and scaled[0]["shape"] == [9, 64, 96]
+    assert report_card.parse_args([str(demo_dir), "--vae-height", "0"]).vae_height == 0
 
 
 def test_a_perfect_model_meets_every_adherence_target():
@@ -169,7 +192,8 @@ def test_missing_inputs_and_bad_arguments_are_errors(tmp_path):
     with pytest.raises(SystemExit, match="no vae checkpoint at .*make demo"):
         report_card.main([str(tmp_path)])
     for arguments in (["--frames", "10"], ["--height", "50"], ["--guidance-scale", "0.5"], ["--prompts", "0"],
-                      ["--vae-frames", "10"], ["--vae-noise-timestep", "0"]):
+                      ["--vae-frames", "10"], ["--vae-noise-timestep", "0"], ["--vae-height", "50"],
+                      ["--vae-height", "-32"]):
         with pytest.raises(SystemExit) as error:
             report_card.parse_args([str(tmp_path), *arguments])
         assert error.value.code == 2, arguments

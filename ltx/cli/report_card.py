@@ -2,8 +2,10 @@
 
 Scores what the demo trained, each number against its target (``ltx.evaluation.report_card``):
   - the VAE (``vae_run/checkpoints/last.ckpt``, EMA weights) on the held-out clips of the val shards
-    (``val/``): PSNR and SSIM of the posterior mean decoded at t=0, and of the latents noised to t=0.05
-    (``(1 - t) z + t eps``) decoded by the timestep-conditioned decoder told t=0.05;
+    (``val/``), each coded at the scale the demo trains at (``--vae-height``, default the world clips'
+    height, aspect ratio kept; the demo sources are stored larger): PSNR and SSIM of the posterior mean
+    decoded at t=0, and of the latents noised to t=0.05 (``(1 - t) z + t eps``) decoded by the
+    timestep-conditioned decoder told t=0.05;
   - the DiT (``dit_run/checkpoints/last.ckpt``, EMA weights, decoding with the VAE it holds): its last
     ``val/loss`` from ``dit_run/csv/**/metrics.csv``; text-to-video samples of ``--prompts`` held-out
     prompts read back by the demo-world evaluator (colour, shape, motion accuracy); image-to-video from the
@@ -78,17 +80,26 @@ class HeldOutClip:
             return None
         return labels if (labels.colour, labels.shape, labels.motion) in HELD_OUT_COMBINATIONS else None
 
-    def video(self, max_frames: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def video(self, max_frames: int, size: tuple[int, int] | None = None, height: int | None = None) -> torch.Tensor:
         """`(3, F, H, W)` in [-1, 1]: the longest 8k+1 frames up to ``max_frames`` (1 for an image), the
-        largest multiples of 32 that fit, or ``size`` (H, W), resized and centre-cropped."""
+        largest multiples of 32 that fit, or ``size`` (H, W), or ``height`` with the width that keeps the
+        aspect ratio (``training_scale_size``), resized and centre-cropped."""
         if self.extension == "png":
             frames = decode_png(self.media)[None]  # (1, h, w, 3)
         else:
             info = probe_video(self.media)
             count = min(max_frames, 1 + 8 * ((info.num_frames - 1) // 8))
             frames = decode_frames(self.media, list(range(count)))  # (F, h, w, 3)
+        if size is None and height is not None:
+            size = training_scale_size(frames.shape[1], frames.shape[2], height)
         shape = target_shape(len(frames), frames.shape[1], frames.shape[2], len(frames), size)
         return resize_and_crop(frames, shape, rng=None)
+
+
+def training_scale_size(height: int, width: int, target_height: int) -> tuple[int, int]:
+    """``(target_height, W)``: the clip scaled to the height the demo trains at, ``W`` the multiple of 32
+    nearest the clip's aspect ratio (at least 32); ``resize_and_crop`` then crops what is left over."""
+    return target_height, max(32, 32 * round(width * target_height / height / 32))
 
 
 def read_clips(shards: str | Path) -> list[HeldOutClip]:
@@ -118,16 +129,17 @@ def _quality(reconstruction: torch.Tensor, original: torch.Tensor) -> tuple[floa
 @torch.no_grad()
 def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_frames: int, noise_timestep: float,
                         batch_size: int, seed: int, keep: int,
-                        evaluator: DemoWorldEvaluator | None = None,
+                        evaluator: DemoWorldEvaluator | None = None, height: int | None = None,
                         ) -> tuple[list[dict], list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """Per clip: PSNR / SSIM of the posterior mean decoded at t=0 and, with timestep conditioning, of the
     mean noised to ``noise_timestep`` decoded at it; with an ``evaluator``, also what it reads in the t=0
     reconstruction of each clip whose caption states its labels (``read``: a ``Prediction``, ``labels``).
-    Also (key, original, reconstruction) of the first ``keep`` clips. Clips of one shape are batched."""
+    Also (key, original, reconstruction) of the first ``keep`` clips. Clips of one shape are batched. Each
+    clip is coded at ``height`` (its aspect ratio kept, ``training_scale_size``), or at its own size (None)."""
     device = next(vae.parameters()).device
     generator = torch.Generator().manual_seed(seed)  # the latent noise, drawn on the CPU
     decoder_generator = torch.Generator(device).manual_seed(seed)  # the decoder's noise injection, on its device
-    videos = [clip.video(max_frames) for clip in clips]
+    videos = [clip.video(max_frames, height=height) for clip in clips]
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for index, video in enumerate(videos):
         by_shape[tuple(video.shape)].append(index)
@@ -200,9 +212,9 @@ def reconstruction_adherence(rows: list[dict]) -> list[Metric]:
                              "" if read else "no held-out clip has a single-shot world caption", targets=False)
 
 
-def vae_section(args: argparse.Namespace, vae: VideoAutoencoder, clips: list[HeldOutClip]) -> Section:
+def vae_section(args: argparse.Namespace, vae: VideoAutoencoder, clips: list[HeldOutClip], height: int | None) -> Section:
     rows, examples = vae_reconstructions(vae, clips, args.vae_frames, args.vae_noise_timestep, args.batch_size,
-                                         args.seed, args.sheet_reconstructions, DemoWorldEvaluator())
+                                         args.seed, args.sheet_reconstructions, DemoWorldEvaluator(), height)
     sheet = [SheetRow(f"VAE reconstruction of held-out clip {key} (original | decoded at t=0)",
                       [evenly_spaced_frames(original, args.sheet_frames),
                        evenly_spaced_frames(reconstruction, args.sheet_frames)])
@@ -327,7 +339,8 @@ def build_report(args: argparse.Namespace) -> tuple[dict, list[Metric], list[She
     vae = vae_from_checkpoint(paths["vae_checkpoint"], use_ema=not args.no_ema).to(args.device).eval()
     module = load_dit_module(paths["dit_checkpoint"], use_ema=not args.no_ema).to(args.device)
     models = (module.transformer, module.vae, module.text_encoder)
-    sections = [vae_section(args, vae, clips),
+    vae_height = settings.height if args.vae_height is None else (args.vae_height or None)
+    sections = [vae_section(args, vae, clips, vae_height),
                 validation_loss_section(Path(args.dit_run or paths["dit_checkpoint"].parents[1])),
                 text_to_video_section(args, models, settings),
                 image_to_video_section(args, models, settings, clips, paths["val_shards"])]
@@ -337,6 +350,7 @@ def build_report(args: argparse.Namespace) -> tuple[dict, list[Metric], list[She
         "dit_decodes_with_this_vae": module.latent_record.vae_fingerprint == vae_weights_fingerprint(vae),
         "settings": {**asdict(settings), "prompts": args.prompts, "i2v_prompts": args.i2v_prompts,
                      "image_noise_scale": args.image_noise_scale, "vae_frames": args.vae_frames,
+                     "vae_height": vae_height,
                      "vae_noise_timestep": args.vae_noise_timestep, "use_ema": not args.no_ema, "device": args.device},
         "metrics": {metric.name: metric.to_dict() for metric in metrics},
         "targets_met": targets_met(metrics),
@@ -391,6 +405,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-noise-scale", type=float, default=0.15, help="image conditioning noise (release: 0.15)")
     parser.add_argument("--batch-size", type=_positive, default=8, help="prompts (clips) per sampling (VAE) batch")
     parser.add_argument("--vae-frames", type=_positive, default=17, help="frames of each held-out clip the VAE codes")
+    parser.add_argument("--vae-height", type=int, help="height (multiple of 32) each held-out clip is coded at, its "
+                        "aspect ratio kept: default the world clips' (the scale the demo trains at); 0 = each clip's "
+                        "own size")
     parser.add_argument("--vae-noise-timestep", type=float, default=0.05, help="the noisy-latent decoder timestep")
     parser.add_argument("--sheet-frames", type=_positive, default=5, help="frames per sample on the contact sheet")
     parser.add_argument("--sheet-reconstructions", type=int, default=3, help="VAE reconstructions on the sheet")
@@ -406,6 +423,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(str(error))
     if not args.guidance_scale >= 1.0:
         parser.error(f"--guidance-scale must be >= 1 (1: no guidance), got {args.guidance_scale}")
+    if args.vae_height is not None and (args.vae_height < 0 or args.vae_height % 32):
+        parser.error(f"--vae-height must be a multiple of 32 (0: each clip's own size), got {args.vae_height}")
     if not 0.0 < args.vae_noise_timestep <= 1.0:
         parser.error(f"--vae-noise-timestep must be in (0, 1], got {args.vae_noise_timestep}")
     if args.sheet_reconstructions < 0:

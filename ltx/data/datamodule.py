@@ -6,6 +6,7 @@ import glob
 import logging
 import math
 import os
+import random
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,6 +67,25 @@ class SplitByRank:
         for index, item in enumerate(source):
             if index % self.world_size == self.rank:
                 yield item
+
+
+class WeightedResampledShards(wds.ResampledShards):
+    """``wds.ResampledShards`` over groups of shards: each draw picks a group with probability proportional to
+    its weight, then one of its shards uniformly. Seeded like its parent with ``deterministic=True``: a
+    function of (worker seed, epoch, seed)."""
+
+    def __init__(self, groups: Sequence[Sequence[str]], weights: Sequence[float], seed: int, worker_seed: Any):
+        super().__init__([url for group in groups for url in group], seed=seed, worker_seed=worker_seed,
+                         deterministic=True)
+        self.groups, self.weights = [list(group) for group in groups], [float(weight) for weight in weights]
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        self.epoch += 1
+        self.rng = random.Random(wds.utils.make_seed(self.worker_seed(), self.epoch, self.seed))
+        indices = range(len(self.groups))
+        for _ in range(self.nshards):
+            group = self.groups[self.rng.choices(indices, weights=self.weights)[0]]
+            yield {"url": group[self.rng.randrange(len(group))]}
 
 
 class AccountedLoader:
@@ -132,7 +152,9 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
     Two ways to read shards:
       - ``resampled=True`` (training): each worker draws shards with replacement, seeded by (seed,
         epoch, rank, worker); each rank yields exactly ``batches_per_epoch`` batches, so no rank waits
-        for another at the end of an epoch, whatever the shard sizes.
+        for another at the end of an epoch, whatever the shard sizes. ``shard_weights`` (one per entry of
+        ``train_shards``) mixes sources: each draw picks an entry by weight, then one of its shards (so
+        with shards of equal size, an entry's weight is its share of the samples).
       - ``resampled=False`` (evaluation, accounting): shards are shuffled per epoch with a seed shared by
         all ranks, split by rank, then by worker: every shard is read exactly once per epoch.
     """
@@ -154,8 +176,10 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        shard_weights: Sequence[float] | None = None,
     ):
         super().__init__()
+        self.shard_weights = self._check_shard_weights(train_shards, shard_weights, resampled)
         for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch),
                             ("max_consecutive_failures", max_consecutive_failures),
                             ("max_consecutive_skips", max_consecutive_skips)):
@@ -171,6 +195,22 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
         self.pin_memory, self.seed = pin_memory, seed
         self._rank, self._world_size = rank, world_size
         self.skipped: Counter[str] = Counter()
+
+    @staticmethod
+    def _check_shard_weights(train_shards: str | Sequence[str], weights: Sequence[float] | None,
+                             resampled: bool) -> list[float] | None:
+        if weights is None:
+            return None
+        entries = 1 if isinstance(train_shards, str) else len(train_shards)
+        weights = [float(weight) for weight in weights]
+        if len(weights) != entries:
+            raise ValueError(f"data.shard_weights has {len(weights)} weight(s) for {entries} data.train_shards "
+                             f"entr{'y' if entries == 1 else 'ies'}: give one weight per entry, or null")
+        if not all(math.isfinite(weight) and weight >= 0 for weight in weights) or not sum(weights) > 0:
+            raise ValueError(f"data.shard_weights must be finite, >= 0 and not all 0, got {weights}")
+        if not resampled:
+            raise ValueError("data.shard_weights needs data.resampled=true: an exact pass reads every shard once")
+        return weights
 
     @abstractmethod
     def sample_stages(self, random: bool, rank: int) -> list[Any]:
@@ -190,7 +230,8 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
         return self.trainer.world_size if self.trainer is not None else 1
 
     def train_dataloader(self) -> AccountedLoader:
-        self._train_loader = self.make_loader(self.train_shards, resampled=self.resampled, random=True)
+        self._train_loader = self.make_loader(self.train_shards, resampled=self.resampled, random=True,
+                                              weights=self.shard_weights)
         return self._train_loader
 
     def val_dataloader(self) -> AccountedLoader | list:
@@ -198,8 +239,10 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
             return []
         return self.make_loader(self.val_shards, resampled=False, random=False)
 
-    def make_loader(self, patterns: str | Sequence[str], resampled: bool, random: bool) -> AccountedLoader:
-        """A loader over ``patterns`` for this rank; see the class docstring for the two modes."""
+    def make_loader(self, patterns: str | Sequence[str], resampled: bool, random: bool,
+                    weights: Sequence[float] | None = None) -> AccountedLoader:
+        """A loader over ``patterns`` for this rank; see the class docstring for the two modes. ``weights``
+        (resampled only): one per entry of ``patterns``, each entry's share of the shard draws."""
         shards = expand_shards(patterns)
         rank, world_size, workers = self.rank, self.world_size, max(1, self.num_workers)
         if not resampled and len(shards) < world_size * workers:
@@ -207,7 +250,12 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
                 f"{len(shards)} shard(s) for {world_size} rank(s) x {workers} worker(s): an exact pass needs at "
                 f"least one shard per worker; write more, smaller shards or lower data.num_workers"
             )
-        pipeline = wds.DataPipeline(*self._source(shards, resampled, random, rank, world_size), *self._stages(random, rank, resampled))
+        if weights is not None:
+            groups = [expand_shards(pattern) for pattern in ([patterns] if isinstance(patterns, str) else patterns)]
+            source = [WeightedResampledShards(groups, weights, self.seed, partial(_rank_worker_seed, rank))]
+        else:
+            source = self._source(shards, resampled, random, rank, world_size)
+        pipeline = wds.DataPipeline(*source, *self._stages(random, rank, resampled))
         length = None
         if resampled:
             per_worker = math.ceil(self.batches_per_epoch / workers)
