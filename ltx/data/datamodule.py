@@ -243,18 +243,15 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
                     weights: Sequence[float] | None = None) -> AccountedLoader:
         """A loader over ``patterns`` for this rank; see the class docstring for the two modes. ``weights``
         (resampled only): one per entry of ``patterns``, each entry's share of the shard draws."""
-        shards = expand_shards(patterns)
+        groups = [expand_shards(pattern) for pattern in ([patterns] if isinstance(patterns, str) else patterns)]
+        shards = list(dict.fromkeys(shard for group in groups for shard in group))
         rank, world_size, workers = self.rank, self.world_size, max(1, self.num_workers)
         if not resampled and len(shards) < world_size * workers:
             raise ValueError(
                 f"{len(shards)} shard(s) for {world_size} rank(s) x {workers} worker(s): an exact pass needs at "
                 f"least one shard per worker; write more, smaller shards or lower data.num_workers"
             )
-        if weights is not None:
-            groups = [expand_shards(pattern) for pattern in ([patterns] if isinstance(patterns, str) else patterns)]
-            source = [WeightedResampledShards(groups, weights, self.seed, partial(_rank_worker_seed, rank))]
-        else:
-            source = self._source(shards, resampled, random, rank, world_size)
+        source = self._source(groups if weights is not None else [shards], weights, resampled, random, rank, world_size)
         pipeline = wds.DataPipeline(*source, *self._stages(random, rank, resampled))
         length = None
         if resampled:
@@ -265,9 +262,15 @@ class ShardDataModule(ConsumedBatchCounter, L.LightningDataModule, ABC):
                                pin_memory=self.pin_memory)
         return AccountedLoader(loader, pipeline, length, self.skipped, fixed_epoch=not random)
 
-    def _source(self, shards: list[str], resampled: bool, random: bool, rank: int, world_size: int) -> list[Any]:
+    def _source(self, groups: list[list[str]], weights: Sequence[float] | None, resampled: bool, random: bool,
+                rank: int, world_size: int) -> list[Any]:
+        """Where shard urls come from: ``groups`` of shards (one group unless ``weights`` mixes them)."""
+        worker_seed = partial(_rank_worker_seed, rank)
+        if weights is not None:
+            return [WeightedResampledShards(groups, weights, self.seed, worker_seed)]
+        (shards,) = groups
         if resampled:
-            return [wds.ResampledShards(shards, seed=self.seed, worker_seed=partial(_rank_worker_seed, rank), deterministic=True)]
+            return [wds.ResampledShards(shards, seed=self.seed, worker_seed=worker_seed, deterministic=True)]
         source: list[Any] = [wds.SimpleShardList(shards)]
         if random and self.shuffle_shards:
             source.append(wds.detshuffle(bufsize=len(shards), initial=len(shards), seed=self.seed))

@@ -142,8 +142,6 @@ class DecodeSamples(_EpochSeeded):
 
     def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int, cache_mb: float = 0.0):
         super().__init__(seed, rank)
-        if cache_mb < 0:
-            raise ValueError(f"data.decode_cache_mb must be >= 0 (0 = no cache), got {cache_mb!r}")
         self.target_fps, self.random_crop = target_fps, random_crop
         self.cache_bytes = int(cache_mb * 2**20)
         self.cache: dict[tuple[str, str], np.ndarray] = {}  # (url, key) -> (N, h, w, 3) uint8
@@ -165,20 +163,21 @@ class DecodeSamples(_EpochSeeded):
         cache_key = (str(sample["url"]), str(sample["key"]))
         clip = self.cache.get(cache_key)
         if clip is None and self.cache_bytes and not self.cache_full:
-            if indices is None:
-                clip = decode_png(sample["data"])[None]  # (1, h, w, 3)
-            else:
-                clip = decode_frames(sample["data"], range(sample["meta"].num_frames))  # (N, h, w, 3)
-            if self.cached_bytes + clip.nbytes <= self.cache_bytes:
-                self.cache[cache_key] = clip
-                self.cached_bytes += clip.nbytes
-            else:
-                self.cache_full = True
-                log.info("decoded-clip cache full (%d clips, %.0f MiB of data.decode_cache_mb=%.0f): further clips "
-                         "are decoded per use", len(self.cache), self.cached_bytes / 2**20, self.cache_bytes / 2**20)
-        if clip is not None:
-            return clip if indices is None else clip[list(indices)]
-        return decode_png(sample["data"])[None] if indices is None else decode_frames(sample["data"], indices)
+            clip = decode_png(sample["data"])[None] if indices is None else decode_frames(
+                sample["data"], range(sample["meta"].num_frames))  # (N, h, w, 3): every frame, once
+            self._remember(cache_key, clip)
+        if clip is None:
+            return decode_png(sample["data"])[None] if indices is None else decode_frames(sample["data"], indices)
+        return clip if indices is None else clip[list(indices)]
+
+    def _remember(self, cache_key: tuple[str, str], clip: np.ndarray) -> None:
+        if self.cached_bytes + clip.nbytes <= self.cache_bytes:
+            self.cache[cache_key] = clip
+            self.cached_bytes += clip.nbytes
+            return
+        self.cache_full = True
+        log.info("decoded-clip cache full (%d clips, %.0f MiB of data.decode_cache_mb=%.0f): further clips are "
+                 "decoded per use", len(self.cache), self.cached_bytes / 2**20, self.cache_bytes / 2**20)
 
     def _decode(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         meta, bucket = sample["meta"], sample["bucket"]
