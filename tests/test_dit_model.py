@@ -15,6 +15,7 @@ from ltx.interop.diffusers import (
     transformer_config_to_diffusers,
 )
 from ltx.models.dit import DiTConfig, VideoTransformer, dit_config
+from ltx.models.dit.transformer import trim_text_padding
 
 # A second architecture: hidden 48 (a multiple of 6, so no unrotated channels), 3 blocks, 2 heads,
 # no attention biases, a 40-d text encoder.
@@ -78,6 +79,11 @@ def test_parity_with_diffusers(name):
         torch.testing.assert_close(ours(latents, per_token, text, mask, 30.0),
                                    reference_velocity(reference, latents, per_token, text, mask, fps=30.0),
                                    atol=1e-4, rtol=0)
+        padded_text = torch.cat([text, torch.randn(2, 5, text.shape[-1])], dim=1)  # trailing padding we trim
+        padded_mask = torch.cat([mask, torch.zeros(2, 5)], dim=1)
+        torch.testing.assert_close(ours(latents, timestep, padded_text, padded_mask, 24.0),
+                                   reference_velocity(reference, latents, timestep, padded_text, padded_mask),
+                                   atol=1e-4, rtol=0)
 
 
 def test_per_token_timesteps_condition_tokens_separately():
@@ -99,6 +105,22 @@ def test_text_mask_hides_padding_tokens():
     altered[-1, 4:] = 100.0  # only masked-out tokens of the last sample change
     with torch.no_grad():
         torch.testing.assert_close(model(latents, 0.5, altered, mask), model(latents, 0.5, text, mask))
+
+
+def test_trailing_text_padding_is_trimmed_without_changing_the_output():
+    model = randomised(VideoTransformer(dit_config("tiny")))
+    latents, text, mask = inputs(model.config)
+    padded_text = torch.cat([text, torch.randn(2, 9, text.shape[-1]) * 50], dim=1)  # (2, 16, D)
+    padded_mask = torch.cat([mask, torch.zeros(2, 9)], dim=1)  # 9 columns of padding in every row
+    trimmed_text, trimmed_mask = trim_text_padding(padded_text, padded_mask)
+    assert trimmed_text.shape[1] == trimmed_mask.shape[1] == 7  # the longest caption
+    torch.testing.assert_close(trimmed_text, text)
+    with torch.no_grad():
+        torch.testing.assert_close(model(latents, 0.4, padded_text, padded_mask), model(latents, 0.4, text, mask))
+    empty_row = padded_mask.clone()
+    empty_row[0] = 0  # a caption with no valid token attends uniformly to all L keys: nothing is trimmed
+    kept_text, kept_mask = trim_text_padding(padded_text, empty_row)
+    assert kept_text.shape[1] == kept_mask.shape[1] == 16
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -53,6 +53,19 @@ def unpatchify_latents(tokens: torch.Tensor, grid: LatentGrid) -> torch.Tensor:
     return tokens.transpose(1, 2).unflatten(2, (grid.frames, grid.height, grid.width))
 
 
+def trim_text_padding(text: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the trailing text positions that are padding in every row: text `(B, L, D)`, mask `(B, L)` ->
+    `(B, L', D)`, `(B, L')` with L' the longest caption. Masked keys get ``TEXT_MASK_BIAS`` (their softmax
+    weight underflows to 0), so cross-attention is unchanged while its cost falls from L to L' keys (a
+    128-token T5 pad around a 20-token caption). A row with no valid position keeps the full length: its
+    attention is uniform over all L keys."""
+    valid = text_mask.bool()  # (B, L)
+    if not valid.any(dim=1).all():
+        return text, text_mask
+    length = int(valid.any(dim=0).nonzero().max()) + 1
+    return text[:, :length], text_mask[:, :length]
+
+
 class VideoTransformer(nn.Module):
     """Predicts the rectified-flow velocity of video latents given noise level(s), text and fps.
 
@@ -123,6 +136,8 @@ class VideoTransformer(nn.Module):
         """Tokens `(B, N, C)` at `(B, N, 3)` coordinates, timestep `(B,)` or `(B, N)` -> velocity `(B, N, C)`."""
         batch, count, _ = tokens.shape
         self._check_text(text, text_mask, batch)
+        if text_mask is not None:
+            text, text_mask = trim_text_padding(text, text_mask)  # (B, L' <= L, D), (B, L')
         rope = rotary_phases(*rotary_embedding(coordinates, self.rope_frequencies, self.config.hidden_size))  # (B, N, D/2)
         text_bias = None
         if text_mask is not None:
