@@ -146,7 +146,7 @@ def test_invalid_inputs_raise_clear_errors(change, message):
 
 
 def test_config_errors_and_presets():
-    with pytest.raises(ValueError, match="valid: tiny, ltx-video-2b-0.9.1"):
+    with pytest.raises(ValueError, match="valid: tiny, demo, ltx-video-2b-0.9.1"):
         dit_config("huge")
     with pytest.raises(ValueError, match="cross_attention_dim"):
         DiTConfig(cross_attention_dim=100)

@@ -32,7 +32,7 @@ def rates(settings: dict, steps: int) -> list[float]:
 
 def settings_for(name: str, **values) -> dict:
     """``values`` restricted to what schedule ``name`` takes (constant has no decay settings)."""
-    defaults = {"warmup_steps": 4, "total_steps": 14, "min_lr_ratio": 0.1}
+    defaults = {"warmup_steps": 4, "total_steps": 14, "min_lr_ratio": 0.1, "decay_fraction": 0.5}
     taken = inspect.signature(LR_SCHEDULES.get(name)).parameters
     return {"name": name, **{key: value for key, value in {**defaults, **values}.items() if key in taken}}
 
@@ -61,6 +61,16 @@ def test_decaying_schedules_reach_min_lr_ratio_at_total_steps_and_stay(name, qua
     assert all(later <= earlier for earlier, later in zip(used[2:], used[3:]))  # never rises after warm-up
 
 
+def test_wsd_holds_the_full_rate_then_decays_linearly_over_its_last_fraction():
+    used = rates({"name": "wsd", "warmup_steps": 2, "total_steps": 20, "decay_fraction": 0.25, "min_lr_ratio": 0.1}, 24)
+    floor = 0.1 * LR
+    assert used[2:16] == pytest.approx([LR] * 14)  # stable until the last 25 % (5 of 20 steps) begin at step 15
+    assert used[17] == pytest.approx(LR - (LR - floor) * 2 / 5)  # two fifths of the way down
+    assert used[19] > floor and used[20:] == pytest.approx([floor] * 4)
+    with pytest.raises(ValueError, match=r"decay_fraction must be in \(0, 1\]"):
+        rates({"name": "wsd", "warmup_steps": 2, "total_steps": 20, "decay_fraction": 0.0}, 1)
+
+
 def test_total_steps_follows_trainer_max_steps():
     cfg = compose_config("train_dit", ["scheduler=cosine", "trainer.max_steps=50"])
     assert cfg.scheduler.total_steps == 50 and cfg.scheduler.name == "cosine"
@@ -68,12 +78,12 @@ def test_total_steps_follows_trainer_max_steps():
 
 
 def test_unknown_schedule_lists_the_valid_names():
-    with pytest.raises(RegistryError, match=r"unknown lr schedule 'step'\. Valid names: constant, cosine, linear\."):
+    with pytest.raises(RegistryError, match=r"unknown lr schedule 'step'\. Valid names: constant, cosine, linear, wsd\."):
         rates({"name": "step"}, 1)
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"warmup_steps": 2}, "scheduler needs a name, one of: constant, cosine, linear"),
+    ({"warmup_steps": 2}, "scheduler needs a name, one of: constant, cosine, linear, wsd"),
     ({"name": "constant", "min_lr_ratio": 0.1},
      "scheduler 'constant' does not take min_lr_ratio; it takes: warmup_steps"),
     ({"name": "cosine", "warmup_steps": 0, "total_steps": -1},

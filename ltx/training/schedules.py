@@ -3,7 +3,7 @@ as ``torch.optim.lr_scheduler.LambdaLR`` multipliers of the optimizer's learning
 
 A schedule config (``conf/scheduler/``) names an entry of the "lr schedule" registry and its arguments::
 
-    name: cosine          # constant | linear | cosine
+    name: cosine          # constant | linear | cosine | wsd
     warmup_steps: 100
     total_steps: ${trainer.max_steps}
     min_lr_ratio: 0.1
@@ -87,6 +87,27 @@ def cosine(warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> LR
     Loshchilov & Hutter 2017, eq. 5, without restarts)."""
     return warmup_then_decay(lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)), warmup_steps, total_steps,
                              min_lr_ratio)
+
+
+@LR_SCHEDULES.register("wsd")
+def warmup_stable_decay(warmup_steps: int, total_steps: int, decay_fraction: float = 0.2,
+                        min_lr_ratio: float = 0.0) -> LRMultiplier:
+    """Warm-up, the full rate, then linear decay to ``min_lr_ratio`` x lr over the last ``decay_fraction`` of
+    ``total_steps`` (warm-up-stable-decay: Hu et al. 2024, MiniCPM; Hägele et al. 2024). The run trains at
+    the full rate for as long as a constant schedule would, and the short final decay settles the weights."""
+    if not 0.0 < decay_fraction <= 1.0:
+        raise ValueError(f"decay_fraction must be in (0, 1] (the share of total_steps spent decaying), "
+                         f"got {decay_fraction!r}")
+    check_schedule(warmup_steps, total_steps, min_lr_ratio)
+    decay_start = max(warmup_steps, total_steps - round(decay_fraction * total_steps))
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return warmup_multiplier(step, warmup_steps)
+        progress = min(1.0, max(0.0, (step - decay_start) / (total_steps - decay_start)))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - progress)
+
+    return multiplier
 
 
 def schedule_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:

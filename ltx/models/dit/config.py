@@ -56,12 +56,19 @@ def _tiny() -> DiTConfig:
                      cross_attention_dim=128, num_layers=2, caption_channels=32)
 
 
+def _demo() -> DiTConfig:
+    """The demo's DiT: 4 blocks, hidden 256 (8 heads x 32). On the demo world (experiments/dit_width) the
+    `tiny` 2 x 128 model stalls at flow loss ~0.45 with about half of its held-out samples showing no object,
+    while this one reaches ~0.14 and draws the prompted colour and motion; it costs ~3x tiny's step."""
+    return _tiny().replace(num_attention_heads=8, cross_attention_dim=256, num_layers=4)
+
+
 def _ltx_video_2b_0_9_1() -> DiTConfig:
     """The released LTX-Video 2B v0.9.1 transformer (28 blocks, hidden 2048, T5-XXL text)."""
     return DiTConfig()
 
 
-PRESETS = {"tiny": _tiny, "ltx-video-2b-0.9.1": _ltx_video_2b_0_9_1}
+PRESETS = {"tiny": _tiny, "demo": _demo, "ltx-video-2b-0.9.1": _ltx_video_2b_0_9_1}
 
 
 def dit_config(preset: str, **overrides: Any) -> DiTConfig:
