@@ -45,8 +45,8 @@ def overrides_for(config_name: str, group: str, option: str, shards: Path) -> li
 
 
 def primary_for(group: str, option: str) -> list[str]:
-    if group == "model/dit" or (group, option) == ("data", "synthetic_latents"):
-        return ["train_dit"]
+    if group == "model/dit" or (group, option) in {("data", "synthetic_latents"), ("experiment", "dit_demo")}:
+        return ["train_dit"]  # configs of the DiT stage (dit_demo selects a model/dit option)
     return list(PRIMARY_CONFIGS)
 
 
