@@ -33,7 +33,7 @@ test: $(STAMP) ## Lint, then run the test suite
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments
 
-demo: $(STAMP) ## Run the system end to end on the demo data into DEMO_DIR: curation, VAE, latent statistics, latents, DiT, samples, report card (CPU, ~14 min)
+demo: $(STAMP) ## Run the system end to end on the demo data into DEMO_DIR: curation, VAE, latent statistics, latents, DiT, samples, report card (CPU, ~15 min)
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR) --clip-size 64 --train-clips $(DEMO_CLIPS)
 	$(PY) -m data_pipeline demo_dir=$(DEMO_DIR) input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated
 	$(PY) -m ltx.data.inspect $(DEMO_DIR)/curated/shards --batches 6
