@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tarfile
 import time
 from collections import defaultdict
@@ -28,6 +27,7 @@ from ltx.training.adherence import sample_videos, score_videos
 from ltx.training.dit_module import build_dit
 from ltx.training.ema import EMAWeights
 from ltx.training.samples import SampleSettings
+from ltx.training.schedules import build_lr_scheduler
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,18 +76,14 @@ def main() -> None:
     parameters = list(module.transformer.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0)
 
-    def lr_factor(step: int) -> float:
-        if step < args.warmup:
-            return (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = build_lr_scheduler(optimizer, {"name": "cosine", "warmup_steps": args.warmup,
+                                               "total_steps": args.steps, "min_lr_ratio": args.min_lr_ratio})
     ema = EMAWeights(module.transformer, args.ema)
     generator = torch.Generator().manual_seed(args.seed)
     prompts = held_out_prompts(args.prompts)
     settings = SampleSettings(frames=17, height=64, width=64, fps=24.0, num_steps=20, guidance_scale=3.0, seed=0)
     dropout = float(module.training_cfg.text_dropout)
+    null_text, null_mask = module.null_text(args.batch, torch.device("cpu"))  # (B, L, D), (B, L): encoded once
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                       "parameters": sum(p.numel() for p in parameters)}), flush=True)
     train_seconds, smoothed_loss, started = 0.0, None, time.time()
@@ -95,7 +91,6 @@ def main() -> None:
         latents, text, mask = buckets[int(torch.multinomial(sizes, 1, generator=generator))]
         index = torch.randint(len(latents), (args.batch,), generator=generator)
         text, mask = text[index].clone(), mask[index].clone()
-        null_text, null_mask = module.null_text(args.batch, torch.device("cpu"))
         dropped = torch.rand(args.batch, generator=generator) < dropout
         text[dropped], mask[dropped] = null_text[dropped], null_mask[dropped]
         randomness = module.batch_randomness(args.batch, torch.device("cpu"), seed=args.seed, step=step)

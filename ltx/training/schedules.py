@@ -54,15 +54,17 @@ def check_schedule(warmup_steps: int, total_steps: int | None = None, min_lr_rat
 
 
 def warmup_then_decay(shape: Callable[[float], float], warmup_steps: int, total_steps: int,
-                      min_lr_ratio: float) -> LRMultiplier:
-    """Warm-up, then ``min_lr_ratio + (1 - min_lr_ratio) * shape(progress)`` with progress 0 -> 1 from
-    ``warmup_steps`` to ``total_steps`` (held at 1 after it); ``shape`` falls from 1 to 0."""
+                      min_lr_ratio: float, decay_start: int | None = None) -> LRMultiplier:
+    """Warm-up, the full rate until ``decay_start`` (default: the end of warm-up), then ``min_lr_ratio +
+    (1 - min_lr_ratio) * shape(progress)`` with progress 0 -> 1 from ``decay_start`` to ``total_steps``
+    (held at 1 after it); ``shape`` falls from 1 to 0."""
     check_schedule(warmup_steps, total_steps, min_lr_ratio)
+    decay_start = warmup_steps if decay_start is None else decay_start
 
     def multiplier(step: int) -> float:
         if step < warmup_steps:
             return warmup_multiplier(step, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        progress = min(1.0, max(0.0, (step - decay_start) / (total_steps - decay_start)))
         return min_lr_ratio + (1.0 - min_lr_ratio) * shape(progress)
 
     return multiplier
@@ -98,16 +100,9 @@ def warmup_stable_decay(warmup_steps: int, total_steps: int, decay_fraction: flo
     if not 0.0 < decay_fraction <= 1.0:
         raise ValueError(f"decay_fraction must be in (0, 1] (the share of total_steps spent decaying), "
                          f"got {decay_fraction!r}")
-    check_schedule(warmup_steps, total_steps, min_lr_ratio)
+    check_schedule(warmup_steps, total_steps, min_lr_ratio)  # before total_steps is used below
     decay_start = max(warmup_steps, total_steps - round(decay_fraction * total_steps))
-
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return warmup_multiplier(step, warmup_steps)
-        progress = min(1.0, max(0.0, (step - decay_start) / (total_steps - decay_start)))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - progress)
-
-    return multiplier
+    return warmup_then_decay(lambda progress: 1.0 - progress, warmup_steps, total_steps, min_lr_ratio, decay_start)
 
 
 def schedule_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
