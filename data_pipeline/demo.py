@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -252,12 +253,12 @@ def pack_demo_shards(specs: list[SourceSpec], source_dir: Path, shard_dir: Path,
 
 
 def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = True,
-                  world: WorldSettings | None = None) -> DemoSummary:
+                  world: WorldSettings | None = None, workers: int = 1) -> DemoSummary:
     """Write the demo sources under ``output/sources``, training shards under ``output/shards``, the
     held-out sources (``VALIDATION_SOURCES``) under ``output/val``, the demo world (``demo_world.write_world``
     with ``world``, default ``WorldSettings()``: clips under ``output/world``, training shards in
-    ``output/world/shards``, held-out clips in ``output/val``, manifest ``output/world.json``) and a tiny T5
-    stand-in text encoder under ``output/text_encoder``."""
+    ``output/world/shards``, held-out clips in ``output/val``, manifest ``output/world.json``; rendered by
+    ``workers`` processes) and a tiny T5 stand-in text encoder under ``output/text_encoder``."""
     from data_pipeline.demo_world import WorldSettings, write_world  # demo_world builds on this module
 
     start = time.perf_counter()
@@ -281,7 +282,7 @@ def generate_demo(output: Path, samples_per_shard: int = 4, overwrite: bool = Tr
     summary.num_samples = len(train)
     (output / "train_sources.txt").write_text(  # the curation pipeline's input list (held-out sources left out)
         "".join(f"{source['path']}\n" for source in summary.sources if source["name"] not in VALIDATION_SOURCES))
-    world_summary = write_world(output, world, samples_per_shard)
+    world_summary = write_world(output, world, samples_per_shard, workers)
     summary.world_shards, summary.val_shards = world_summary.shards, summary.val_shards + world_summary.val_shards
     summary.world_train_clips, summary.world_val_clips = len(world_summary.train), len(world_summary.val)
     summary.world_size, summary.manifest = f"{world.frames} frames of {world.width}x{world.height}", world_summary.manifest
@@ -332,12 +333,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip-size", type=_clip_size, default=(defaults.width, defaults.height), metavar="WxH | SIZE",
                         help="demo-world clip size, multiples of 32 (128 means 128x128)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="draws the demo-world training clips")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes rendering the demo-world clips (default: one per CPU; the files are the same)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     try:
         world = WorldSettings(args.train_clips, args.val_clips, args.clip_frames, *args.clip_size, seed=args.seed)
     except ValueError as error:
         parser.error(str(error))
-    summary = generate_demo(args.output, args.samples_per_shard, world=world)
+    summary = generate_demo(args.output, args.samples_per_shard, world=world, workers=args.workers)
     print(format_summary(summary, args.output))
 
 

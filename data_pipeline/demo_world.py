@@ -15,7 +15,9 @@ rejects.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -125,17 +127,25 @@ class WorldSummary:
     manifest: str = ""
 
 
-def write_world(output: Path, settings: WorldSettings, samples_per_shard: int) -> WorldSummary:
+def write_world(output: Path, settings: WorldSettings, samples_per_shard: int, workers: int = 1) -> WorldSummary:
     """Write the world under ``output``: clips in ``world/train`` and ``world/val``, training shards in
     ``world/shards``, validation shards (prefix ``world-val``) in ``val`` and the manifest ``world.json``.
-    The directories must exist or be creatable; existing files of the same names are replaced."""
+    The directories must exist or be creatable; existing files of the same names are replaced. ``workers``
+    processes render and encode the clips (each clip is a function of its spec alone: the same files for
+    any count)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
     output = Path(output)
     summary = WorldSummary(world_training_clips(settings), world_validation_clips(settings))
     for clips, name in ((summary.train, "train"), (summary.val, "val")):
         directory = output / "world" / name
         directory.mkdir(parents=True, exist_ok=True)
-        for clip in clips:
-            write_source(clip, directory)
+        if workers == 1:
+            for clip in clips:
+                write_source(clip, directory)
+            continue
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(write_source, clips, repeat(directory), chunksize=max(1, len(clips) // (4 * workers))))
     summary.shards = pack_demo_shards(summary.train, output / "world" / "train", output / "world" / "shards",
                                       samples_per_shard, prefix="world")
     summary.val_shards = pack_demo_shards(summary.val, output / "world" / "val", output / "val", samples_per_shard,

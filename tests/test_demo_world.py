@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from collections import Counter
 from itertools import combinations
@@ -161,15 +162,31 @@ def test_bad_settings_fail_naming_the_rule(settings, message):
         WorldSettings(**settings)
 
 
+def test_worker_processes_write_the_same_world(tmp_path):
+    """Clips rendered by two processes are the files one process writes, byte for byte."""
+    settings = WorldSettings(train_clips=6, val_clips=3, frames=9, width=64, height=64, seed=2)
+    serial, parallel = write_world(tmp_path / "one", settings, 2), write_world(tmp_path / "two", settings, 2, workers=2)
+    assert [clip.name for clip in parallel.train] == [clip.name for clip in serial.train]
+    files = sorted(path.relative_to(tmp_path / "one") for part in ("train", "val")  # shards hold write times
+                   for path in (tmp_path / "one" / "world" / part).iterdir())
+    assert len(files) == 3 * (6 + 3)  # media, caption, truth
+    for name in files:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        write_world(tmp_path / "three", settings, 2, workers=0)
+
+
 def test_command_line_flags_reach_the_world(monkeypatch, tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(demo, "generate_demo", lambda output, samples_per_shard, world: calls.append(world))
+    monkeypatch.setattr(demo, "generate_demo",
+                        lambda output, samples_per_shard, world, workers: calls.append((world, workers)))
     monkeypatch.setattr(demo, "format_summary", lambda summary, output: "")
     demo.main(["--output", str(tmp_path), "--train-clips", "50", "--val-clips", "6", "--clip-frames", "25",
-               "--clip-size", "160x96", "--seed", "4"])
+               "--clip-size", "160x96", "--seed", "4", "--workers", "3"])
     demo.main(["--output", str(tmp_path)])
-    assert calls == [WorldSettings(50, 6, 25, 160, 96, seed=4), WorldSettings()]
-    for flags, message in ((["--clip-size", "12x"], "expected WxH or SIZE"), (["--clip-frames", "20"], "8k\\+1")):
+    assert calls == [(WorldSettings(50, 6, 25, 160, 96, seed=4), 3), (WorldSettings(), os.cpu_count() or 1)]
+    for flags, message in ((["--clip-size", "12x"], "expected WxH or SIZE"), (["--clip-frames", "20"], "8k\\+1"),
+                           (["--workers", "0"], "--workers must be >= 1")):
         with pytest.raises(SystemExit):
             demo.main(["--output", str(tmp_path), *flags])
         assert message.replace("\\", "") in capsys.readouterr().err
