@@ -90,6 +90,19 @@ def test_text_encoder_width_must_match_the_dit(demo_dir, tmp_path):
         DiTModule(cfg)
 
 
+def test_the_empty_prompt_is_encoded_once(demo_dir, tmp_path, monkeypatch):
+    module = DiTModule(dit_config(demo_dir, tmp_path))
+    expected_text, expected_mask = module.text_encoder.encode([""])
+    calls = []
+    encode = module.text_encoder.encode
+    monkeypatch.setattr(module.text_encoder, "encode", lambda prompts: calls.append(prompts) or encode(prompts))
+    for batch in (3, 5):
+        text, mask = module.null_text(batch, torch.device("cpu"))
+        assert text.shape == (batch, *expected_text.shape[1:]) and mask.shape == (batch, expected_mask.shape[1])
+        assert torch.equal(text[-1], expected_text[0]) and torch.equal(mask[-1], expected_mask[0])
+    assert calls == [[""]]
+
+
 def test_missing_vae_checkpoint_says_how_to_make_one(demo_dir, tmp_path):
     cfg = dit_config(demo_dir, tmp_path, f"vae_checkpoint={tmp_path / 'missing.ckpt'}")
     with pytest.raises(FileNotFoundError, match="make train-vae"):

@@ -69,6 +69,7 @@ class DiTModule(TrainingStage):
         self.vae = self.build_frozen_vae(cfg)
         self.text_encoder = TEXT_ENCODERS.build(cfg.text_encoder.name, **dict(cfg.text_encoder.get("kwargs") or {}))
         self.text_encoder.requires_grad_(False)
+        self._null_text: tuple[torch.Tensor, torch.Tensor] | None = None  # (text, mask) of "", see null_text
         if self.text_encoder.output_dim != self.transformer.config.caption_channels:
             raise ValueError(f"text encoder {cfg.text_encoder.name!r} gives {self.text_encoder.output_dim}-d features "
                              f"but the DiT expects caption_channels={self.transformer.config.caption_channels}")
@@ -122,9 +123,14 @@ class DiTModule(TrainingStage):
 
     @torch.no_grad()
     def null_text(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The empty prompt's features, the unconditional text of classifier-free guidance."""
-        text, mask = self.text_encoder.encode([""])
-        return text.to(device).expand(batch, -1, -1), mask.to(device).expand(batch, -1)
+        """The empty prompt's features `(batch, L, D)` and mask `(batch, L)`, the unconditional text of
+        classifier-free guidance. The text encoder is frozen, so they are encoded once per device (on the
+        demo's CPU DiT, encoding them every step was 6 % of the step)."""
+        if self._null_text is None or self._null_text[0].device != torch.device(device):
+            text, mask = self.text_encoder.encode([""])
+            self._null_text = (text.to(device), mask.to(device))
+        text, mask = self._null_text
+        return text.expand(batch, -1, -1), mask.expand(batch, -1)
 
     # ---- training ----------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
