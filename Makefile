@@ -9,6 +9,7 @@ DEMO_DIR ?= outputs/demo
 DEMO_VAE = $(DEMO_DIR)/vae_run/checkpoints/last.ckpt
 DEMO_STATS = $(DEMO_DIR)/latent_stats.safetensors
 DEMO_CLIPS ?= 3000
+DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the VAE and shape targets (~27 min)
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help
@@ -37,7 +38,8 @@ demo: $(STAMP) ## Run the system end to end on the demo data into DEMO_DIR: cura
 	$(PY) -m data_pipeline.demo --output $(DEMO_DIR) --clip-size 64 --train-clips $(DEMO_CLIPS)
 	$(PY) -m data_pipeline demo_dir=$(DEMO_DIR) input=$(DEMO_DIR)/train_sources.txt output=$(DEMO_DIR)/curated
 	$(PY) -m ltx.data.inspect $(DEMO_DIR)/curated/shards --batches 6
-	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo demo_dir=$(DEMO_DIR) run_dir=$(DEMO_DIR)/vae_run
+	$(PY) -m ltx.cli.train --config-name train_vae experiment=vae_demo demo_dir=$(DEMO_DIR) run_dir=$(DEMO_DIR)/vae_run \
+		$(if $(DEMO_VAE_STEPS),trainer.max_steps=$(DEMO_VAE_STEPS))
 	$(PY) -m ltx.cli.reconstruct $(DEMO_DIR)/sources/red_circle_stripes.mp4 $(DEMO_DIR)/reconstruction.mp4 \
 		--checkpoint $(DEMO_VAE) --frames 17 --side-by-side
 	$(PY) -m ltx.cli.latent_stats data=demo_world demo_dir=$(DEMO_DIR) checkpoint=$(DEMO_VAE) output=$(DEMO_STATS) \

@@ -25,6 +25,18 @@ def test_help_lists_every_target_with_a_description():
         assert target in described and len(described[target]) > 10
 
 
+def test_demo_vae_steps_reach_the_vae_stage_only_when_given(tmp_path):
+    def vae_arguments(*variables: str) -> list[str]:
+        dry_run = make("-n", "-W", ".venv/.installed", "demo", f"DEMO_DIR={tmp_path}", *variables).stdout
+        (line,) = [line for line in dry_run.replace("\\\n", " ").splitlines() if "--config-name train_vae" in line]
+        return line.split()
+
+    assert not any(word.startswith("trainer.max_steps") for word in vae_arguments())  # vae_demo's own 3,000
+    assert "trainer.max_steps=6000" in vae_arguments("DEMO_VAE_STEPS=6000")
+    config = compose_config("train_vae", ["experiment=vae_demo", f"demo_dir={tmp_path}", "trainer.max_steps=6000"])
+    assert config.trainer.max_steps == 6000
+
+
 def test_user_targets_depend_on_the_environment():
     rules = make("-p", "-n", "help").stdout.splitlines()
     for target in USER_TARGETS:
