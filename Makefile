@@ -9,7 +9,7 @@ DEMO_DIR ?= outputs/demo
 DEMO_VAE = $(DEMO_DIR)/vae_run/checkpoints/last.ckpt
 DEMO_STATS = $(DEMO_DIR)/latent_stats.safetensors
 DEMO_CLIPS ?= 3000
-DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the VAE and shape targets (~27 min)
+DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the VAE and shape targets (~27 min, estimated)
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help

@@ -34,7 +34,7 @@ def test_demo_vae_steps_reach_the_vae_stage_only_when_given(tmp_path):
     assert not any(word.startswith("trainer.max_steps") for word in vae_arguments())  # vae_demo's own 3,000
     assert "trainer.max_steps=6000" in vae_arguments("DEMO_VAE_STEPS=6000")
     config = compose_config("train_vae", ["experiment=vae_demo", f"demo_dir={tmp_path}", "trainer.max_steps=6000"])
-    assert config.trainer.max_steps == 6000
+    assert config.trainer.max_steps == config.scheduler.total_steps == 6000  # the wsd decay follows the steps
 
 
 def test_user_targets_depend_on_the_environment():
