@@ -16,6 +16,7 @@ from ltx.interop.diffusers import (
 )
 from ltx.models.dit import DiTConfig, VideoTransformer, dit_config
 from ltx.models.dit.transformer import trim_text_padding
+from ltx.positional.rope import rope_frequencies
 
 # A second architecture: hidden 48 (a multiple of 6, so no unrotated channels), 3 blocks, 2 heads,
 # no attention biases, a 40-d text encoder.
@@ -154,14 +155,51 @@ def test_config_errors_and_presets():
         transformer_config_to_diffusers(dit_config("tiny", positions="absolute"))
 
 
-def test_released_preset_matches_the_reference_architecture():
-    config = dit_config("ltx-video-2b-0.9.1")
+# diffusers' scripts/convert_ltx_to_diffusers.py, get_transformer_config (2B: 0.9.0-0.9.5; 13B: 0.9.7).
+RELEASE_COMMON = dict(in_channels=128, out_channels=128, patch_size=1, patch_size_t=1, activation_fn="gelu-approximate",
+                      qk_norm="rms_norm_across_heads", norm_elementwise_affine=False, norm_eps=1e-6,
+                      caption_channels=4096, attention_bias=True, attention_out_bias=True)
+RELEASE_CONFIGS = {
+    "ltx-video-2b-0.9.1": dict(RELEASE_COMMON, num_attention_heads=32, attention_head_dim=64, cross_attention_dim=2048,
+                               num_layers=28),
+    "ltx-video-13b-0.9.7": dict(RELEASE_COMMON, num_attention_heads=32, attention_head_dim=128,
+                                cross_attention_dim=4096, num_layers=48),
+}
+RELEASE_PARAMETERS = {"ltx-video-2b-0.9.1": 1.92e9, "ltx-video-13b-0.9.7": 13.04e9}
+
+
+@pytest.mark.parametrize("preset", sorted(RELEASE_CONFIGS))
+def test_released_preset_matches_the_reference_architecture(preset):
+    config = dit_config(preset)
+    assert transformer_config_to_diffusers(config) == RELEASE_CONFIGS[preset]
     with torch.device("meta"):
         ours = VideoTransformer(config)
-        reference = LTXVideoTransformer3DModel(**transformer_config_to_diffusers(config))
+        reference = LTXVideoTransformer3DModel(**RELEASE_CONFIGS[preset])
     assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    assert sum(p.numel() for p in ours.parameters()) == pytest.approx(1.92e9, rel=0.01)
+    assert sum(p.numel() for p in ours.parameters()) == pytest.approx(RELEASE_PARAMETERS[preset], rel=0.01)
+
+
+def test_parity_with_diffusers_at_the_13b_width():
+    """One block of the 13B transformer at full width (32 heads x 128, 4096-d text) against diffusers. Both
+    are built on the meta device and share one set of random weights (335M: building twice costs ~15 s)."""
+    config = dit_config("ltx-video-13b-0.9.7", num_layers=1)
+    with torch.device("meta"):
+        reference = LTXVideoTransformer3DModel(**transformer_config_to_diffusers(config))
+        ours = VideoTransformer(config)
+    reference = reference.to_empty(device="cpu").eval()
+    assert not list(reference.buffers())  # to_empty leaves nothing uninitialised but the parameters, filled here
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.normal_(0, 0.1)
+    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    ours.rope_frequencies = rope_frequencies(config.rope_spacing, config.hidden_size, config.rope_theta)
+    latents, text, mask = inputs(config, grid=(2, 2, 3))
+    timestep = torch.tensor([0.3, 0.85])
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(latents, timestep, text, mask, 24.0),
+                                   reference_velocity(reference, latents, timestep, text, mask), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

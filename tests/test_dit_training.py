@@ -200,3 +200,23 @@ def test_gradient_clipping_with_the_fused_default_optimizer(demo_dir, tmp_path, 
         assert total == pytest.approx(1.0, rel=1e-4)
     else:
         assert all(p.grad.max() == 1.0 for p in parameters)
+
+
+def test_sampling_defaults_come_from_the_model_version(dit_run, tmp_path, monkeypatch):
+    """`make sample` takes the checkpoint's model.dit.inference defaults unless the command line gives a value;
+    the v0.9.5 / v0.9.7 presets sample on the unshifted schedule without a terminal stretch."""
+    seen = []
+    monkeypatch.setattr("ltx.cli.sample.generate", lambda *args, **kwargs: (seen.append(args[4]), torch.zeros(1, 3, 9, 64, 64))[1])
+    runs_dir = dit_run.parent.parent
+    common = [f"runs_dir={runs_dir}", f"output={tmp_path / 'v.mp4'}", "num_steps=2", "frames=9", "height=64", "width=64"]
+    sample_run(compose_config("sample", common))
+    sample_run(compose_config("sample", [*common, "guidance_scale=4.5", "schedule_shift=0.0", "schedule_terminal=0.0"]))
+    assert (seen[0].guidance_scale, seen[0].schedule_shift, seen[0].schedule_terminal) == (3.0, None, 0.1)  # tiny.yaml
+    assert (seen[1].guidance_scale, seen[1].schedule_shift, seen[1].schedule_terminal) == (4.5, 0.0, 0.0)
+    for preset, guidance in (("ltx-video-2b-0.9.5", 3.0), ("ltx-video-13b-0.9.7", 5.0)):
+        inference = compose_config("train_dit", [f"model/dit={preset}"]).model.dit.inference
+        settings = SampleSettings().with_inference_defaults(dict(inference), num_steps=4)
+        assert (settings.schedule_shift, settings.schedule_terminal, settings.guidance_scale) == (0.0, 0.0, guidance)
+        assert settings.num_steps == 4 and settings.decode_timestep == 0.05
+    with pytest.raises(ValueError, match="unknown sample settings \\['shift'\\]"):
+        SampleSettings().with_inference_defaults({"shift": 1.0})

@@ -71,6 +71,16 @@ def test_flow_timesteps_match_diffusers_scheduler(num_steps, num_tokens):
     torch.testing.assert_close(ours, scheduler.sigmas.float(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("num_steps", [2, 30, 50])
+def test_unshifted_schedule_matches_the_v095_scheduler(num_steps):
+    """v0.9.5 / v0.9.7: FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False) (diffusers' conversion
+    script) = our schedule_shift 0.0, schedule_terminal 0.0 (conf/model/dit/ltx-video-2b-0.9.5.yaml)."""
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / num_steps, num_steps), mu=calculate_shift(6144, 1024, 4096, 0.95, 2.05))
+    torch.testing.assert_close(flow_timesteps(num_steps, 6144, terminal=0.0, shift=0.0), scheduler.sigmas.float(),
+                               atol=1e-6, rtol=0)
+
+
 def test_flow_timesteps_shape_of_the_schedule():
     schedule = flow_timesteps(20, 6144)
     assert schedule[0] == 1.0 and schedule[-1] == 0.0

@@ -54,6 +54,19 @@ def test_shortcut_downsampler_is_a_strided_identity():
     torch.testing.assert_close(downsampler(x), x[:, :, ::2, ::2, ::2])
 
 
+def test_shortcut_space_to_depth_downsampler_passes_only_its_shortcut():
+    """v0.9.5 encoder: the downsampler's output is the group mean of the space-to-depth input."""
+    torch.manual_seed(0)
+    vae = VideoAutoencoder(vae_config("tiny-0.9.5"))
+    initialize_vae(vae, "shortcut")
+    downsampler = vae.encoder.down_blocks[2].downsamplers[0]  # spatio-temporal, 32 -> 64 channels
+    x = torch.randn(1, 32, 5, 8, 8)
+    padded = torch.cat([x[:, :, :1], x], dim=2)  # (1, 32, 6, 8, 8): the first frame repeated
+    blocks = padded.unflatten(4, (4, 2)).unflatten(3, (4, 2)).unflatten(2, (3, 2))  # (1, 32, 3, 2, 4, 2, 4, 2)
+    folded = blocks.permute(0, 1, 3, 5, 7, 2, 4, 6).flatten(1, 4)  # (1, 256, 3, 4, 4)
+    torch.testing.assert_close(downsampler(x), folded.unflatten(1, (64, 4)).mean(dim=2))
+
+
 def test_shortcut_upsampler_passes_only_the_depth_to_space_shortcut():
     vae = small_vae()
     initialize_vae(vae, "shortcut")

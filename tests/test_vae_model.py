@@ -20,7 +20,17 @@ ALTERNATIVE = dict(
     decoder_inject_noise=(False, False, False, False), upsample_residual=(False, True, False),
     upsample_factor=(1, 1, 1), timestep_conditioning=False,
 )
-CONFIGS = {"tiny": vae_config("tiny"), "alternative": vae_config("tiny", **ALTERNATIVE)}
+# v0.9.5 encoders (space-to-depth stages): the preset at CPU size, and one with five stages in another
+# order (one that does not downsample), an unconditioned decoder with noise injection.
+ALTERNATIVE_095 = dict(
+    block_out_channels=(8, 16, 32, 64, 64, 128), layers_per_block=(1, 2, 1, 1, 1, 2),
+    downsample_type=("temporal", "spatial", "spatiotemporal", "spatial", "spatiotemporal"),
+    down_block_types=("LTXVideo095DownBlock3D",) * 5, spatio_temporal_scaling=(True, True, True, False, True),
+    decoder_layers_per_block=(2, 1, 1, 1), decoder_inject_noise=(True, False, True, True), noise_injection=True,
+    timestep_conditioning=False,
+)
+CONFIGS = {"tiny": vae_config("tiny"), "alternative": vae_config("tiny", **ALTERNATIVE),
+           "tiny-0.9.5": vae_config("tiny-0.9.5"), "alternative-0.9.5": vae_config("tiny-0.9.5", **ALTERNATIVE_095)}
 
 
 def video(frames: int, height: int = 64, width: int = 64, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -123,7 +133,7 @@ def test_latent_normalisation_round_trip(tiny_vae):
 
 
 def test_preset_errors_list_valid_names():
-    with pytest.raises(ValueError, match="valid: tiny, ltx-video-0.9.1"):
+    with pytest.raises(ValueError, match="valid: tiny, tiny-0.9.5, ltx-video-0.9.1, ltx-video-0.9.5"):
         vae_config("huge")
     with pytest.raises(ValueError, match="unknown VAE config field"):
         vae_config("tiny", latent_chanels=4)
@@ -191,27 +201,64 @@ def test_export_loads_in_diffusers_and_back(name, tmp_path):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
-def test_released_preset_matches_the_reference_architecture():
-    """Same parameter names and shapes as diffusers' v0.9.1 VAE: released weights load by name."""
-    config = vae_config("ltx-video-0.9.1")
+# The release configs as diffusers' scripts/convert_ltx_to_diffusers.py writes them (get_vae_config).
+RELEASE_CONFIGS = {
+    "ltx-video-0.9.1": dict(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("LTXVideoDownBlock3D",) * 4,
+        decoder_block_out_channels=(256, 512, 1024), layers_per_block=(4, 3, 3, 3, 4),
+        decoder_layers_per_block=(5, 6, 7, 8), spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(True, True, True, False),
+        downsample_type=("conv",) * 4, upsample_residual=(True, True, True), upsample_factor=(2, 2, 2),
+        timestep_conditioning=True),
+    "ltx-video-0.9.5": dict(
+        block_out_channels=(128, 256, 512, 1024, 2048), down_block_types=("LTXVideo095DownBlock3D",) * 4,
+        decoder_block_out_channels=(256, 512, 1024), layers_per_block=(4, 6, 6, 2, 2),
+        decoder_layers_per_block=(5, 5, 5, 5), spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(False, False, False, False),
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_residual=(True, True, True), upsample_factor=(2, 2, 2), timestep_conditioning=True,
+        spatial_compression_ratio=32, temporal_compression_ratio=8),
+}
+# Encoder / decoder parameters in millions (0.9.1: ~180M / ~755M, paper and release; 0.9.5: ~694M / ~553M).
+RELEASE_SIZES = {"ltx-video-0.9.1": ((150, 200), (700, 800)), "ltx-video-0.9.5": ((650, 750), (500, 600))}
+
+
+@pytest.mark.parametrize("preset", sorted(RELEASE_CONFIGS))
+def test_released_preset_matches_the_reference_architecture(preset):
+    """Same parameter names and shapes as diffusers' VAE built from the conversion script's config: the
+    released weights load by name; and our preset exports to that config."""
+    config = vae_config(preset)
+    exported = vae_config_to_diffusers(config)
+    for name, value in RELEASE_CONFIGS[preset].items():
+        assert (tuple(exported[name]) if isinstance(value, tuple) else exported[name]) == value, name
+    assert vae_config_from_diffusers(RELEASE_CONFIGS[preset]) == config
     with torch.device("meta"):
         ours = VideoAutoencoder(config)
-        reference = AutoencoderKLLTXVideo(**vae_config_to_diffusers(config))
+        reference = AutoencoderKLLTXVideo(**RELEASE_CONFIGS[preset])
     ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     reference_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert ours_shapes == reference_shapes
     encoder = sum(p.numel() for p in ours.encoder.parameters()) / 1e6
     decoder = sum(p.numel() for p in ours.decoder.parameters()) / 1e6
-    assert 150 < encoder < 200 and 700 < decoder < 800  # ~180M and ~755M (paper / release)
+    (low, high), (decoder_low, decoder_high) = RELEASE_SIZES[preset]
+    assert low < encoder < high and decoder_low < decoder < decoder_high, (encoder, decoder)
 
 
 def test_loading_explains_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_vae(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLLTXVideo",
-                                                      "down_block_types": ["LTXVideo095DownBlock3D"] * 4}))
+                                                      "down_block_types": ["LTXVideoDownBlock3D", "Other"] * 2}))
     with pytest.raises(ValueError, match="unsupported encoder blocks"):
         load_vae(tmp_path)
+    with pytest.raises(ValueError, match="spatial_compression_ratio=64 but its blocks compress 32x"):
+        vae_config_from_diffusers({**RELEASE_CONFIGS["ltx-video-0.9.5"], "spatial_compression_ratio": 64})
+    with pytest.raises(ValueError, match="block_out_channels needs 5 entries"):
+        vae_config("tiny-0.9.5", block_out_channels=(8, 16, 32, 64))
+    with pytest.raises(ValueError, match="can only widen in its downsampler"):
+        vae_config("tiny-0.9.5", **{**ALTERNATIVE_095, "block_out_channels": (8, 16, 32, 64, 96, 128)})
+    with pytest.raises(ValueError, match="downsample_type of LTXVideoDownBlock3D stages must be one of"):
+        vae_config("tiny", downsample_type=("spatial",) * 4)
     with pytest.raises(ValueError, match="cannot be exported"):
         vae_config_to_diffusers(vae_config("tiny", uniform_logvar=False))
     assert vae_config_from_diffusers(vae_config_to_diffusers(CONFIGS["alternative"])) == CONFIGS["alternative"]

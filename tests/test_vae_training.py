@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from ltx.cli.reconstruct import main as reconstruct_main
 from ltx.cli.reconstruct import reconstruct_file
 from ltx.cli.train import run_training
 from ltx.data.video_io import probe_video
+from ltx.interop.diffusers import load_vae
+from ltx.models.vae import VAEConfig
 from ltx.training.build import build_vae, vae_from_checkpoint
 from ltx.training.ema import EMACallback, EMAWeights, warmup_ema_decay
 from ltx.training.previews import log_image
@@ -256,3 +259,24 @@ def test_joint_image_video_training_logs_the_image_terms(demo_dir, tmp_path):
         assert image > 0 and float(row["train/image_wavelet"]) > 0
         # every term is >= 0 and both reconstruction terms have weight 1: the images' terms are in the loss
         assert float(row["train/loss"]) >= video + image
+
+
+@pytest.mark.parametrize("switches", [(), ("model.vae.uniform_logvar=false", "model.vae.timestep_conditioning=false")],
+                         ids=["release", "research-switches"])
+def test_the_v095_architecture_trains_in_the_vae_stage(demo_dir, tmp_path, switches):
+    """The v0.9.5 encoder (space-to-depth stages) through the VAE stage: GAN, DWT and the denoising decoder
+    (or, with the switches, per-channel log-variance and an unconditioned decoder); the EMA checkpoint rebuilds it."""
+    trainer = run_training(vae_run_config(demo_dir, tmp_path, "model.vae.preset=tiny-0.9.5", "trainer.max_steps=2",
+                                          *switches))
+    assert trainer.global_step == 2
+    train_rows = [row for row in read_metrics(tmp_path) if row.get("train/loss")]
+    assert len(train_rows) == 2 and all(float(row["train/wavelet"]) > 0 for row in train_rows)
+    vae = vae_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert vae.config.space_to_depth and vae.config.uniform_logvar == (not switches)
+    assert vae.config.timestep_conditioning == (not switches)
+    export = tmp_path / "export" / "vae"
+    if switches:  # diffusers cannot describe a per-channel log-variance: our layout, which load_vae reads
+        exported = load_vae(export / "vae.safetensors", VAEConfig(**json.loads((export / "ltx_vae_config.json").read_text())))
+    else:
+        exported = load_vae(export)
+    assert exported.config == vae.config

@@ -105,9 +105,12 @@ def run(cfg: DictConfig) -> Path:
     checkpoint = latest_checkpoint(cfg.runs_dir) if cfg.checkpoint == "latest" else Path(cfg.checkpoint)
     module = load_dit_module(checkpoint, cfg.use_ema)
     check_expected_vae(module.latent_record, checkpoint, cfg.get("vae_checkpoint"), cfg.get("latent_stats"))
-    settings = SampleSettings(frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps,
-                              num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, sampler=cfg.sampler,
-                              decode_timestep=cfg.decode_timestep, renoise_scale=cfg.renoise_scale, seed=cfg.seed)
+    inference = OmegaConf.to_container(module.cfg.model.dit.get("inference") or {}, resolve=True)
+    settings = SampleSettings().with_inference_defaults(
+        inference, frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps, num_steps=cfg.num_steps,
+        guidance_scale=cfg.guidance_scale, sampler=cfg.sampler, decode_timestep=cfg.decode_timestep,
+        renoise_scale=cfg.renoise_scale, seed=cfg.seed, schedule_shift=cfg.get("schedule_shift"),
+        schedule_terminal=cfg.get("schedule_terminal"))
     conditioning = None
     if cfg.image:
         image = read_image(cfg.image, cfg.height, cfg.width)  # (1, 3, H, W)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ltx.models.dit import DiTConfig, VideoTransformer
 from ltx.models.vae import VAEConfig, VideoAutoencoder
+from ltx.models.vae.config import DOWN_BLOCK_TYPES
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
@@ -30,8 +31,8 @@ _TRANSFORMER_FIELDS = (
     "num_layers", "caption_channels", "norm_eps", "attention_bias", "attention_out_bias",
 )
 _VAE_FIELDS = (
-    "in_channels", "out_channels", "latent_channels", "block_out_channels", "layers_per_block",
-    "spatio_temporal_scaling", "decoder_block_out_channels", "decoder_layers_per_block",
+    "in_channels", "out_channels", "latent_channels", "block_out_channels", "down_block_types", "downsample_type",
+    "layers_per_block", "spatio_temporal_scaling", "decoder_block_out_channels", "decoder_layers_per_block",
     "decoder_spatio_temporal_scaling", "decoder_inject_noise", "upsample_residual", "upsample_factor",
     "timestep_conditioning", "patch_size", "resnet_norm_eps", "encoder_causal", "decoder_causal",
 )
@@ -46,29 +47,31 @@ def vae_config_to_diffusers(config: VAEConfig) -> dict[str, Any]:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     if not config.noise_injection:
         values["decoder_inject_noise"] = [False] * len(config.decoder_inject_noise)
-    stages = len(config.block_out_channels)
-    return {
-        **values,
-        "down_block_types": ["LTXVideoDownBlock3D"] * stages,
-        "downsample_type": ["conv"] * stages,
-        "patch_size_t": 1,
-        "scaling_factor": 1.0,
-    }
+    temporal, spatial = config.compression()
+    return {**values, "patch_size_t": 1, "scaling_factor": 1.0, "spatial_compression_ratio": spatial,
+            "temporal_compression_ratio": temporal}
 
 
 def vae_config_from_diffusers(values: dict[str, Any]) -> VAEConfig:
-    """An ``AutoencoderKLLTXVideo`` config.json as our VAE config (v0.9.0 / v0.9.1 architectures)."""
+    """An ``AutoencoderKLLTXVideo`` config.json as our VAE config (v0.9.0 / v0.9.1 / v0.9.5+ architectures)."""
     block_types = set(values.get("down_block_types", ["LTXVideoDownBlock3D"]))
-    if block_types != {"LTXVideoDownBlock3D"}:
-        raise ValueError(f"unsupported encoder blocks {sorted(block_types)}: this loader reads the v0.9.0/v0.9.1 "
-                         "VAE (LTXVideoDownBlock3D); later releases change the architecture")
+    if not block_types <= set(DOWN_BLOCK_TYPES) or len(block_types) != 1:
+        raise ValueError(f"unsupported encoder blocks {sorted(block_types)}: this loader reads one kind of "
+                         f"{' or '.join(DOWN_BLOCK_TYPES)} (the v0.9.0-v0.9.7 VAEs)")
     if values.get("patch_size_t", 1) != 1:
         raise ValueError(f"unsupported patch_size_t={values['patch_size_t']}: only 1 is supported")
     if values.get("scaling_factor", 1.0) != 1.0:
         raise ValueError("unsupported scaling_factor != 1.0: LTX-Video normalises latents per channel instead")
     defaults = VAEConfig()
     kwargs = {name: values.get(name, getattr(defaults, name)) for name in _VAE_FIELDS}
-    return VAEConfig(**kwargs)
+    if "downsample_type" not in values:  # configs written before diffusers had the field: one per stage
+        kwargs["downsample_type"] = ("conv",) * len(kwargs["down_block_types"])
+    config = VAEConfig(**kwargs)
+    temporal, spatial = config.compression()
+    for name, ours in (("temporal_compression_ratio", temporal), ("spatial_compression_ratio", spatial)):
+        if values.get(name) not in (None, ours):
+            raise ValueError(f"config.json says {name}={values[name]} but its blocks compress {ours}x")
+    return config
 
 
 def read_safetensors_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -130,6 +133,25 @@ def load_vae(path: str | Path, config: VAEConfig | None = None) -> VideoAutoenco
 def export_vae(model: VideoAutoencoder, path: str | Path) -> Path:
     """Write ``model`` as a directory that ``diffusers.AutoencoderKLLTXVideo.from_pretrained`` loads."""
     return write_diffusers_model(model, vae_config_to_diffusers(model.config), VAE_CLASS, Path(path))
+
+
+def vae_diffusers_can_describe(config: VAEConfig) -> bool:
+    """Whether ``AutoencoderKLLTXVideo`` can express ``config`` (see ``vae_config_to_diffusers``)."""
+    try:
+        vae_config_to_diffusers(config)
+    except ValueError:
+        return False
+    return True
+
+
+def export_vae_native(model: VideoAutoencoder, path: str | Path) -> Path:
+    """Write ``model`` as ``vae.safetensors`` plus our ``ltx_vae_config.json``, for VAEs diffusers cannot
+    describe (per-channel log-variance); ``load_vae(path / "vae.safetensors", VAEConfig(**json))`` reads it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(_contiguous_state(model), str(path / "vae.safetensors"), metadata={"format": "pt"})
+    (path / "ltx_vae_config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+    return path
 
 
 def transformer_config_to_diffusers(config: DiTConfig) -> dict[str, Any]:

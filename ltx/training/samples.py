@@ -3,7 +3,7 @@ of training and by the sample command."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from ltx.data.video_io import encode_mp4
 from ltx.models.dit import VideoTransformer
 from ltx.models.vae import VideoAutoencoder
 from ltx.registry import SAMPLERS
-from ltx.sampling import FrameConditioning, decode_latents
+from ltx.sampling import FrameConditioning, decode_latents, flow_timesteps
 from ltx.shapes import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION, check_video_shape
 from ltx.text.encoders import TextEncoder
 from ltx.training.previews import to_uint8_frames
@@ -33,6 +33,21 @@ class SampleSettings:
     decode_timestep: float = 0.05
     renoise_scale: float = 0.025
     seed: int = 0
+    schedule_shift: float | None = None  # mu of the time shift; None: the token-count shift (0.9.1); 0.0: none (0.9.5+)
+    schedule_terminal: float | None = 0.1  # where the stretched schedule's last step lands; None: no stretch (0.9.5+)
+
+    def with_inference_defaults(self, defaults: dict | None, **given: object) -> SampleSettings:
+        """These settings with a model's per-version ``inference`` defaults (``model.dit.inference``) for
+        every field not in ``given`` or given as None (e.g. unset on the command line)."""
+        values = dict(defaults or {})
+        values.update({key: value for key, value in given.items() if value is not None})
+        unknown = set(values) - _SETTING_NAMES
+        if unknown:
+            raise ValueError(f"unknown sample settings {sorted(unknown)}; valid: {', '.join(sorted(_SETTING_NAMES))}")
+        return replace(self, **values)
+
+
+_SETTING_NAMES = {field.name for field in fields(SampleSettings)}
 
 
 @torch.no_grad()
@@ -48,10 +63,13 @@ def generate(transformer: VideoTransformer, vae: VideoAutoencoder, text_encoder:
     noise = torch.randn(shape, generator=generator).to(device)
     text, mask = text_encoder.encode(prompts)
     negative, negative_mask = text_encoder.encode([negative_prompt] * len(prompts))
+    schedule = flow_timesteps(settings.num_steps, shape[2] * shape[3] * shape[4], settings.schedule_terminal,
+                              settings.schedule_shift)  # (num_steps + 1,)
     latents = SAMPLERS.build(settings.sampler).sample(
         transformer, noise, text.to(device), mask.to(device), settings.fps, settings.num_steps,
         guidance_scale=settings.guidance_scale, negative_text=negative.to(device),
-        negative_text_mask=negative_mask.to(device), conditioning=conditioning, generator=generator)
+        negative_text_mask=negative_mask.to(device), conditioning=conditioning, generator=generator,
+        timesteps=schedule)
     if return_latents:
         return latents
     return decode_latents(vae, latents, settings.decode_timestep, settings.renoise_scale, generator=generator)

@@ -13,7 +13,9 @@ that behaviour from initialisation alone:
 - every ResBlock's second convolution starts at zero, so each block starts as the identity
   (SkipInit / "zero-gamma", Goyal et al. 2017; DiT's adaLN-zero does the same for its blocks);
 - every encoder stride-2 downsampler whose width does not change starts as a strided identity
-  (the centre tap), so the encoder starts by subsampling rather than mixing channels at random;
+  (the centre tap), so the encoder starts by subsampling rather than mixing channels at random; a
+  v0.9.5 space-to-depth downsampler starts with its convolution at zero, so only its parameter-free
+  shortcut (space-to-depth, then group means) carries the signal;
 - every decoder upsampler's convolution starts at zero, so at first only the release's residual
   depth-to-space path carries the latents to pixels;
 - every AdaLN of the timestep-conditioned decoder starts as the identity (adaLN-zero);
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from ltx.models.vae import VideoAutoencoder
-from ltx.models.vae.layers import ResBlock3d
+from ltx.models.vae.layers import ResBlock3d, SpaceToDepthDownsampler
 from ltx.registry import VAE_INITS
 
 
@@ -72,9 +74,14 @@ def identity_residual_blocks(vae: VideoAutoencoder) -> None:
 @torch.no_grad()
 def strided_identity_downsamplers(vae: VideoAutoencoder) -> None:
     """Every encoder stride-2 ``C -> C`` downsampler copies each channel from its kernel's last (newest)
-    frame, centre pixel; a widening one keeps its default init (it has no identity)."""
+    frame, centre pixel; a widening one keeps its default init (it has no identity). A space-to-depth
+    downsampler (v0.9.5) gets a zero convolution: its shortcut alone passes the signal."""
     for block in vae.encoder.down_blocks:
         if block.downsamplers is None:
+            continue
+        if isinstance(block.downsamplers[0], SpaceToDepthDownsampler):
+            nn.init.zeros_(block.downsamplers[0].conv.conv.weight)
+            nn.init.zeros_(block.downsamplers[0].conv.conv.bias)
             continue
         conv = block.downsamplers[0].conv
         out_channels, in_channels, frames, height, width = conv.weight.shape

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from ltx.interop.diffusers import export_vae
+from ltx.interop.diffusers import export_vae, export_vae_native, vae_diffusers_can_describe
 from ltx.losses import WeightedLossTerms
 from ltx.losses.gan import adaptive_gan_weight
 from ltx.models.vae import VideoAutoencoder
@@ -285,7 +285,14 @@ class VAEModule(TrainingStage):
         log_image(self.loggers, "val/reconstruction", grid, self.global_step)
 
     def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-        """Write the VAE with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout."""
+        """Write the VAE with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout; a VAE
+        that layout cannot describe (per-channel log-variance) in our own (``export_vae_native``), with a warning."""
         config = self.vae.config
-        export_vae(rebuild_with_weights(lambda: VideoAutoencoder(config), state_dict), path)
-        log.info("exported VAE weights to %s", path)
+        model = rebuild_with_weights(lambda: VideoAutoencoder(config), state_dict)
+        if vae_diffusers_can_describe(config):
+            export_vae(model, path)
+            log.info("exported VAE weights to %s", path)
+        else:
+            export_vae_native(model, path)
+            log.warning("diffusers' VAE always shares one log-variance channel; exported the VAE weights to %s in "
+                        "our layout (vae.safetensors + ltx_vae_config.json)", path)

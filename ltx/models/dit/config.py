@@ -68,7 +68,15 @@ def _ltx_video_2b_0_9_1() -> DiTConfig:
     return DiTConfig()
 
 
-PRESETS = {"tiny": _tiny, "demo": _demo, "ltx-video-2b-0.9.1": _ltx_video_2b_0_9_1}
+def _ltx_video_13b_0_9_7() -> DiTConfig:
+    """The released LTX-Video 13B v0.9.7 transformer (48 blocks, hidden 4096 = 32 heads x 128, T5-XXL text;
+    diffusers' ``convert_ltx_to_diffusers.py`` ``get_transformer_config("0.9.7")``)."""
+    return DiTConfig(num_attention_heads=32, attention_head_dim=128, cross_attention_dim=4096, num_layers=48,
+                     caption_channels=4096)
+
+
+PRESETS = {"tiny": _tiny, "demo": _demo, "ltx-video-2b-0.9.1": _ltx_video_2b_0_9_1,
+           "ltx-video-13b-0.9.7": _ltx_video_13b_0_9_7}
 
 
 def dit_config(preset: str, **overrides: Any) -> DiTConfig:

@@ -1,13 +1,14 @@
-"""Video-VAE encoder: 4x4 patchify, causal ResBlock stages with strided-conv downsampling, and a
-latent head with ONE shared log-variance channel (uniform log-variance, paper Sec. 3.1)."""
+"""Video-VAE encoder: 4x4 patchify, causal ResBlock stages with strided-conv (v0.9.1) or space-to-depth
+(v0.9.5) downsampling, and a latent head with ONE shared log-variance channel (uniform log-variance,
+paper Sec. 3.1)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ltx.models.vae.config import VAEConfig
-from ltx.models.vae.layers import CausalConv3d, ResBlock3d, patchify, pixel_norm
+from ltx.models.vae.config import DOWNSAMPLE_AXES, VAEConfig
+from ltx.models.vae.layers import CausalConv3d, ResBlock3d, SpaceToDepthDownsampler, patchify, pixel_norm
 
 
 class DownBlock(nn.Module):
@@ -28,6 +29,27 @@ class DownBlock(nn.Module):
             x = self.downsamplers[0](x)  # (B, C, 1 + (F-1)/2, H/2, W/2)
         if self.conv_out is not None:
             x = self.conv_out(x)
+        return x
+
+
+class SpaceToDepthDownBlock(nn.Module):
+    """v0.9.5 stage: ResBlocks at one width, then an optional space-to-depth downsampler that widens."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, downsample_type: str | None, eps: float,
+                 causal: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResBlock3d(in_channels, eps=eps, causal=causal) for _ in range(num_layers))
+        self.downsamplers = None
+        if downsample_type is not None:
+            time, space = DOWNSAMPLE_AXES[downsample_type]
+            stride = (2 if time else 1, 2 if space else 1, 2 if space else 1)
+            self.downsamplers = nn.ModuleList([SpaceToDepthDownsampler(in_channels, out_channels, stride, causal)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)  # (B, C', F / st, H / sh, W / sw) after the front frame repeat
         return x
 
 
@@ -60,10 +82,14 @@ class Encoder(nn.Module):
         widths = config.block_out_channels
         self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, widths[0], 3, causal=causal)
         self.down_blocks = nn.ModuleList()
-        for index, width in enumerate(widths):
+        for index, downsamples in enumerate(config.spatio_temporal_scaling):
+            width, layers = widths[index], config.layers_per_block[index]
             next_width = widths[index + 1] if index + 1 < len(widths) else width
-            self.down_blocks.append(DownBlock(width, next_width, config.layers_per_block[index],
-                                              config.spatio_temporal_scaling[index], eps, causal))
+            if config.space_to_depth:
+                kind = config.downsample_type[index] if downsamples else None
+                self.down_blocks.append(SpaceToDepthDownBlock(width, next_width, layers, kind, eps, causal))
+            else:
+                self.down_blocks.append(DownBlock(width, next_width, layers, downsamples, eps, causal))
         self.mid_block = EncoderMidBlock(widths[-1], config.layers_per_block[-1], eps, causal)
         self.conv_act = nn.SiLU()
         head_channels = config.latent_channels + 1 if config.uniform_logvar else 2 * config.latent_channels

@@ -298,6 +298,36 @@ class DepthToSpaceUpsampler(nn.Module):
         return out[:, :, drop:]  # (B, C', 2F-1, 2H, 2W)
 
 
+def space_to_depth(x: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    """Inverse of ``depth_to_space``: `(B, C, F*st, H*sh, W*sw)` -> `(B, C*st*sh*sw, F, H, W)`, the
+    channel axis ordered (C, st, sh, sw)."""
+    st, sh, sw = stride
+    x = x.unflatten(4, (-1, sw)).unflatten(3, (-1, sh)).unflatten(2, (-1, st))  # (B, C, F, st, H, sh, W, sw)
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).flatten(1, 4)  # (B, C*st*sh*sw, F, H, W)
+
+
+class SpaceToDepthDownsampler(nn.Module):
+    """The v0.9.5 encoder downsampler: ``C -> C'`` channels, each axis in ``stride`` halved.
+
+    The first ``st - 1`` frames are repeated in front (so ``1 + 2k`` frames become ``1 + k``); a conv to
+    ``C' / (st*sh*sw)`` channels is folded space-to-depth into ``C'`` channels, and added to the input
+    folded the same way, averaged over groups of ``C*st*sh*sw / C'`` channels (a parameter-free shortcut).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int], causal: bool = True):
+        super().__init__()
+        self.stride = stride
+        volume = stride[0] * stride[1] * stride[2]
+        self.group_size = in_channels * volume // out_channels
+        self.conv = CausalConv3d(in_channels, out_channels // volume, 3, causal=causal)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[:, :, : self.stride[0] - 1], x], dim=2)  # (B, C, F + st - 1, H, W)
+        shortcut = space_to_depth(x, self.stride)  # (B, C*vol, F', H', W')
+        shortcut = shortcut.unflatten(1, (-1, self.group_size)).mean(dim=2)  # (B, C', F', H', W')
+        return space_to_depth(self.conv(x), self.stride) + shortcut  # (B, C', F', H', W')
+
+
 def patchify(video: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Space-to-depth `(B, C, F, H, W)` -> `(B, C*p*p, F, H/p, W/p)` in the release's channel order
     (channel, width offset, height offset)."""
