@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from ltx.training.data_parallel import ddp_strategy, leave_out_of_module_ddp, own_ddp
-from ltx.training.ema import EMA_ATTRIBUTE, EMA_PREFIX
+from ltx.training.ema import EMA_ATTRIBUTE, EMA_AVERAGES_PREFIX, EMA_PREFIX
 from ltx.training.parallelize import ParallelSettings, parallelize
 from ltx.training.randomness import BatchRandomness
 
@@ -54,7 +54,9 @@ class TrainingStage(L.LightningModule):
         if separate and ddp_strategy(self._trainer) is not None:  # before Lightning wraps this module in its DDP
             leave_out_of_module_ddp(self, separate)
         ema = getattr(self, EMA_ATTRIBUTE, None)
-        if ema is not None and mesh is not None:
+        if ema is not None and ema.trainable_only:
+            ema.track(getattr(self, ema.source_attribute))  # averages shaped (sharded) like the parameters
+        elif ema is not None and mesh is not None:
             parallelize(ema.module, settings, mesh, trained=False)  # same shards as the trained copy
         self._parallelized = True
         if mesh is not None or settings.activation_checkpointing or settings.compile:
@@ -113,7 +115,8 @@ class TrainingStage(L.LightningModule):
         state = checkpoint.get("state_dict")
         if state is None or getattr(self, EMA_ATTRIBUTE, None) is not None:
             return
-        ema_keys = [key for key in state if key.startswith(EMA_PREFIX) or key == f"{EMA_ATTRIBUTE}.num_updates"]
+        ema_keys = [key for key in state if key.startswith((EMA_PREFIX, EMA_AVERAGES_PREFIX))
+                    or key == f"{EMA_ATTRIBUTE}.num_updates"]
         self.checkpoint_ema = {key: state.pop(key) for key in ema_keys} or None
 
     def batch_randomness(self, local_batch: int, device: torch.device, seed: int | None = None,
