@@ -8,6 +8,8 @@ Writes into OUTPUT_DIR:
   - ``model.safetensors``: the trained model (VAE or DiT) alone, EMA weights by default.
   - ``diffusers/``: the same weights as a diffusers model directory (``AutoencoderKLLTXVideo`` or
     ``LTXVideoTransformer3DModel``).
+  - for a LoRA run (``finetune=lora``): ``lora/pytorch_lora_weights.safetensors``, the adapters as a diffusers
+    LoRA file, while ``model.safetensors`` and ``diffusers/`` hold the base with the adapters merged in.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import torch
 from safetensors.torch import save_file
 
 from ltx.interop.diffusers import export_transformer, export_vae
+from ltx.interop.lora import export_lora
+from ltx.models.dit import VideoTransformer
 from ltx.training.build import model_from_checkpoint
 from ltx.training.checkpoints import load_full_checkpoint
+from ltx.training.lora import has_lora, merged_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,11 @@ def convert(checkpoint_path: str | Path, output_dir: str | Path, weights: str = 
         raise ValueError("the checkpoint has no EMA weights (callbacks.ema was off); use --weights trained")
     consolidated = {key: value for key, value in checkpoint.items() if key not in ("optimizer_states", "lr_schedulers")}
     torch.save(consolidated, output / "checkpoint.ckpt")
+    if has_lora(model):
+        export_lora(model, output / "lora")
+        merged = VideoTransformer(model.config)
+        merged.load_state_dict(merged_state_dict(model), strict=True)
+        model = merged
     tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     save_file(tensors, str(output / "model.safetensors"), metadata={"format": "pt", "weights": weights})
     EXPORTS[checkpoint["hyper_parameters"]["cfg"]["stage"]](model, output / "diffusers")

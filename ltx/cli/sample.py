@@ -20,12 +20,14 @@ from ltx.cli.train import CONFIG_DIR
 from ltx.data.buckets import Bucket
 from ltx.data.transforms import resize_and_crop
 from ltx.data.video_io import decode_frames, decode_png
+from ltx.interop.lora import apply_lora_file
 from ltx.sampling import image_conditioning
 from ltx.training.build import read_latent_statistics, vae_from_checkpoint
 from ltx.training.checkpoints import load_full_checkpoint, match_shapes
 from ltx.training.dit_module import DiTModule
-from ltx.training.ema import ema_state_dict
+from ltx.training.ema import ema_state_dict, ema_trainable_state_dict
 from ltx.training.latent_record import LatentRecord, statistics_fingerprint, vae_weights_fingerprint
+from ltx.training.lora import FinetuneSettings, has_lora, scale_adapters, trainable_names
 from ltx.training.samples import SampleSettings, generate, write_video
 
 
@@ -55,19 +57,44 @@ def load_dit_module(path: str | Path, use_ema: bool = True) -> DiTModule:
         raise ValueError(f"{path} is a {cfg.get('stage')!r}-stage checkpoint, not a DiT one")
     trained_with = {"vae_checkpoint": cfg.get("vae_checkpoint"), "model": {"vae": {
         "pretrained": cfg.model.vae.get("pretrained"), "latent_stats": cfg.model.vae.get("latent_stats")}}}
+    lora = FinetuneSettings.from_config(cfg.get("finetune")).lora
     cfg.vae_checkpoint = None
     cfg.model.vae.pretrained = None
     cfg.model.vae.latent_stats = None
-    cfg.model.dit.pretrained = None
-    cfg.weights_from_checkpoint = True  # every weight, the frozen VAE's included, comes from the state dict
+    if lora:  # the checkpoint holds the adapters; the frozen base comes from where the run read it
+        base = Path(str(cfg.model.dit.get("pretrained") or "")).expanduser()
+        if not base.exists():
+            raise FileNotFoundError(f"{path} is a LoRA run's checkpoint (adapters only); its base DiT "
+                                    f"model.dit.pretrained={cfg.model.dit.get('pretrained')!r} is not here. Put the "
+                                    f"base weights there (or a link), then sample again")
+    else:
+        cfg.model.dit.pretrained = None
+    cfg.weights_from_checkpoint = True  # every other weight, the frozen VAE's included, comes from the state dict
     module = DiTModule(cfg)
     module.on_load_checkpoint(checkpoint)  # sets the EMA weights aside as module.checkpoint_ema
-    module.load_state_dict(match_shapes(checkpoint["state_dict"], module), strict=True)
+    module.load_state_dict(match_shapes(checkpoint["state_dict"], module), strict=not lora)
     if use_ema and module.checkpoint_ema:
-        ema = match_shapes(ema_state_dict(module.checkpoint_ema), module.transformer)
-        module.transformer.load_state_dict(ema, strict=True)
+        if lora:
+            averaged = ema_trainable_state_dict(module.checkpoint_ema)
+            result = module.transformer.load_state_dict(averaged, strict=False)
+            if result.unexpected_keys or set(averaged) != trainable_names(module.transformer):
+                raise ValueError(f"{path}: the EMA adapters do not match the run's adapters")
+        else:
+            ema = match_shapes(ema_state_dict(module.checkpoint_ema), module.transformer)
+            module.transformer.load_state_dict(ema, strict=True)
     module.latent_record = LatentRecord.of_config(module.vae, trained_with)
     return module.eval()
+
+
+def add_sampling_lora(transformer: torch.nn.Module, lora: str | None, scale: float) -> None:
+    """Add a diffusers LoRA file's adapters at ``scale``; without a file, scale a LoRA run's own adapters."""
+    if lora and has_lora(transformer):
+        raise ValueError("this checkpoint is a LoRA run: its adapters are already in the DiT. Sample without lora=, "
+                         "set lora_scale to change their strength, or merge them first (make convert)")
+    if lora:
+        apply_lora_file(transformer, lora, scale)
+    elif has_lora(transformer):
+        scale_adapters(transformer, scale)
 
 
 def check_expected_vae(trained: LatentRecord, checkpoint: Path, vae_checkpoint: str | None,
@@ -104,6 +131,7 @@ def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
 def run(cfg: DictConfig) -> Path:
     checkpoint = latest_checkpoint(cfg.runs_dir) if cfg.checkpoint == "latest" else Path(cfg.checkpoint)
     module = load_dit_module(checkpoint, cfg.use_ema)
+    add_sampling_lora(module.transformer, cfg.get("lora"), float(cfg.get("lora_scale", 1.0)))
     check_expected_vae(module.latent_record, checkpoint, cfg.get("vae_checkpoint"), cfg.get("latent_stats"))
     inference = OmegaConf.to_container(module.cfg.model.dit.get("inference") or {}, resolve=True)
     settings = SampleSettings().with_inference_defaults(

@@ -14,7 +14,8 @@ from ltx.interop.diffusers import load_transformer, load_vae
 from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.vae import VideoAutoencoder, vae_config
 from ltx.training.checkpoints import load_full_checkpoint, match_shapes
-from ltx.training.ema import ema_state_dict
+from ltx.training.ema import ema_state_dict, ema_trainable_state_dict
+from ltx.training.lora import FinetuneSettings, add_lora, trainable_names
 
 VAE_SWITCHES = ("uniform_logvar", "noise_injection", "timestep_conditioning")
 
@@ -116,9 +117,24 @@ def model_from_checkpoint(checkpoint: Mapping[str, Any], use_ema: bool, expected
             f"a checkpoint of stage {' or '.join(sorted(STAGE_MODELS))}"
         raise ValueError(f"{source} is not {wanted} (its config names stage {stage!r})")
     spec = STAGE_MODELS[stage]
-    model = spec.build({**cfg["model"][spec.config_key], "pretrained": None, "latent_stats": None})
+    finetune = FinetuneSettings.from_config(cfg.get("finetune")) if stage == "dit" else FinetuneSettings()
+    model_cfg = {**cfg["model"][spec.config_key], "latent_stats": None}
+    if not finetune.lora:
+        model_cfg["pretrained"] = None  # every weight is in the checkpoint
+    elif not model_cfg.get("pretrained") or not Path(model_cfg["pretrained"]).expanduser().exists():
+        raise FileNotFoundError(f"{source} is a LoRA run's checkpoint (adapters only); its base DiT "
+                                f"model.dit.pretrained={model_cfg.get('pretrained')!r} is not here")
+    model = spec.build(model_cfg)
     prefix = f"{spec.attribute}."
     state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    if finetune.lora:  # the base from model.dit.pretrained, the adapters (EMA or trained) from the checkpoint
+        add_lora(model, finetune)
+        ema = ema_trainable_state_dict(checkpoint["state_dict"]) if use_ema else None
+        weights = ema or state
+        if set(weights) != trainable_names(model):
+            raise ValueError(f"{source}: its adapter weights do not match finetune's rank / target_modules")
+        model.load_state_dict(weights, strict=False)
+        return model, ema is not None
     ema = ema_state_dict(checkpoint["state_dict"]) if use_ema else None
     model.load_state_dict(match_shapes(ema or state, model), strict=True)
     return model, ema is not None

@@ -21,6 +21,7 @@ from ltx.diffusion.conditioning import (
 )
 from ltx.diffusion.flow import velocity_target
 from ltx.interop.diffusers import diffusers_can_describe, export_transformer, export_transformer_native
+from ltx.interop.lora import write_lora_file
 from ltx.losses import WeightedLossTerms
 from ltx.models.dit import VideoTransformer, patchify_latents
 from ltx.models.vae import VideoAutoencoder
@@ -28,6 +29,7 @@ from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
 from ltx.training.build import build_dit, build_vae, load_latent_statistics, vae_from_checkpoint
 from ltx.training.latent_record import LatentRecord, check_latent_shards
+from ltx.training.lora import ADAPTER_NAME, FinetuneSettings, add_lora, trainable_names
 from ltx.training.previews import log_image
 from ltx.training.randomness import BatchRandomness
 from ltx.training.samples import SampleSettings, generate, sample_grid, write_video
@@ -66,6 +68,14 @@ class DiTModule(TrainingStage):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.cfg, self.training_cfg = cfg, cfg.dit_training
         self.transformer: VideoTransformer = build_dit(cfg.model.dit)
+        self.finetune = FinetuneSettings.from_config(cfg.get("finetune"))
+        if self.finetune.lora:
+            if not cfg.model.dit.get("pretrained"):
+                raise ValueError("finetune=lora adapts a released or trained DiT: set model.dit.pretrained to its local "
+                                 "diffusers-layout transformer directory (or .safetensors file); LoRA on a random "
+                                 "model learns nothing useful and its checkpoints could not be restored")
+            add_lora(self.transformer, self.finetune)
+            self.strict_loading = False  # checkpoints hold the adapters, not the frozen base (on_save_checkpoint)
         self.vae = self.build_frozen_vae(cfg)
         self.text_encoder = TEXT_ENCODERS.build(cfg.text_encoder.name, **dict(cfg.text_encoder.get("kwargs") or {}))
         self.text_encoder.requires_grad_(False)
@@ -107,8 +117,37 @@ class DiTModule(TrainingStage):
     def configure_optimizers(self) -> dict[str, Any]:
         """``optimizer`` over the DiT with the ``scheduler`` lr schedule, which Lightning steps after each
         optimizer step (logged as ``lr``)."""
-        optimizer = instantiate(self.cfg.optimizer)(self.transformer.parameters())
+        parameters = [parameter for parameter in self.transformer.parameters() if parameter.requires_grad]
+        optimizer = instantiate(self.cfg.optimizer)(parameters)  # under LoRA: the adapters only
         return scheduled(optimizer, self.cfg.get("scheduler"), name="lr")
+
+    # ---- LoRA: adapters only in checkpoints and in the EMA ------------------------------------
+    @property
+    def ema_trainable_only(self) -> bool:
+        """Under LoRA the EMA averages the adapters only (``EMACallback``)."""
+        return self.finetune.lora
+
+    def frozen_base_keys(self, state: dict[str, Any]) -> list[str]:
+        """State-dict keys of the frozen DiT base (LoRA): everything under ``transformer.`` but the adapters."""
+        adapters = {f"transformer.{name}" for name in trainable_names(self.transformer)}
+        return [key for key in state if key.startswith("transformer.") and key not in adapters]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Under LoRA the frozen base is left out: it is rebuilt from ``model.dit.pretrained``."""
+        if self.finetune.lora:
+            state = checkpoint["state_dict"]
+            for key in self.frozen_base_keys(state):
+                del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.finetune.lora:
+            state = checkpoint.get("state_dict") or {}
+            missing = sorted(f"transformer.{name}" for name in trainable_names(self.transformer)
+                             if f"transformer.{name}" not in state)
+            if missing:
+                raise ValueError(f"this LoRA run's checkpoint lacks adapter weights {missing[:4]} ({len(missing)} in all): "
+                                 f"was it written with other finetune.target_modules or rank, or by a full fine-tune?")
 
     # ---- inputs ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -226,7 +265,13 @@ class DiTModule(TrainingStage):
     def export_weights(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
         """Write the DiT with ``state_dict`` (e.g. the gathered EMA weights) in the diffusers layout; a DiT
         that layout cannot describe (positions, RoPE spacing or extent other than the release's, as in
-        the ablations or from a plugin) in our own (``export_transformer_native``), with a warning."""
+        the ablations or from a plugin) in our own (``export_transformer_native``), with a warning. Under
+        LoRA ``state_dict`` holds the adapters: they are written as a diffusers LoRA file."""
+        if self.finetune.lora:
+            adapters = {name.replace(f".{ADAPTER_NAME}.", "."): tensor for name, tensor in state_dict.items()}
+            file = write_lora_file(adapters, self.finetune.peft_config(), path)
+            log.info("exported the LoRA adapters to %s (diffusers: LTXPipeline.load_lora_weights)", file)
+            return
         config = self.transformer.config
         model = rebuild_with_weights(lambda: VideoTransformer(config), state_dict)
         if diffusers_can_describe(config):

@@ -14,8 +14,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
-from ltx.training.parallelize import full_state_dict, local_tensors
+from ltx.training.parallelize import full_state_dict, local_tensors, state_dict_name
 
 EMA_ATTRIBUTE = "ema"
 EMA_PREFIX = f"{EMA_ATTRIBUTE}.module."
@@ -68,7 +69,7 @@ class EMAWeights(nn.Module):
         is sharded, so the averages are sharded like it."""
         for name, parameter in source.named_parameters():
             if parameter.requires_grad:
-                self.averages.register_buffer(name.replace(".", "__"), parameter.detach().clone())
+                self.averages.register_buffer(state_dict_name(name).replace(".", "__"), parameter.detach().clone())
         if not list(self.averages.buffers()):
             raise ValueError("EMA of the trainable parameters only, but nothing in the model requires gradients")
 
@@ -77,7 +78,8 @@ class EMAWeights(nn.Module):
         ``trainable_only`` the trainable parameters under their names in the model."""
         if self.module is not None:
             return full_state_dict(self.module)
-        return {name.replace("__", "."): tensor for name, tensor in full_state_dict(self.averages).items()}
+        return {name.replace("__", "."): (tensor.full_tensor() if isinstance(tensor, DTensor) else tensor).detach().cpu()
+                for name, tensor in self.averages.named_buffers()}  # full_tensor: a collective, in the same order
 
     def train(self, mode: bool = True) -> EMAWeights:
         return self  # never trained: the copy stays in eval mode

@@ -13,6 +13,8 @@ from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model,
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
+from ltx.training.parallelize import state_dict_name
+
 # Self- and cross-attention q / k / v / out and the feed-forward projections; the module names are the
 # same in our DiT and in diffusers' LTXVideoTransformer3DModel, so the adapters load there by name.
 DEFAULT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
@@ -136,7 +138,8 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def trainable_names(model: nn.Module) -> set[str]:
-    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    """State-dict names of the parameters that require gradients (wrapped blocks spelled as unwrapped)."""
+    return {state_dict_name(name) for name, parameter in model.named_parameters() if parameter.requires_grad}
 
 
 __all__ = ["DEFAULT_TARGET_MODULES", "FinetuneSettings", "adapter_state_dict", "add_lora", "has_lora",

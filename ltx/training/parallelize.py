@@ -168,6 +168,17 @@ def parallelize(model: nn.Module, settings: ParallelSettings, mesh: DeviceMesh |
     return model
 
 
+WRAPPER_NAME_PARTS = ("_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def state_dict_name(parameter_name: str) -> str:
+    """A parameter's name as the state dict spells it: without the activation-checkpointing and compile
+    wrappers' levels (``named_parameters`` keeps them, the state dict does not)."""
+    for part in WRAPPER_NAME_PARTS:
+        parameter_name = parameter_name.replace(part, "")
+    return parameter_name
+
+
 def is_sharded(module: nn.Module) -> bool:
     return any(isinstance(parameter, DTensor) for parameter in module.parameters())
 
