@@ -45,7 +45,7 @@ def overrides_for(config_name: str, group: str, option: str, shards: Path) -> li
 
 
 def primary_for(group: str, option: str) -> list[str]:
-    if group == "model/dit" or (group, option) in {("data", "synthetic_latents"), ("experiment", "dit_demo")}:
+    if group in ("model/dit", "finetune") or (group, option) in {("data", "synthetic_latents"), ("experiment", "dit_demo")}:
         return ["train_dit"]  # configs of the DiT stage (dit_demo selects a model/dit option)
     return list(PRIMARY_CONFIGS)
 
@@ -70,8 +70,13 @@ def instantiate_all(cfg) -> None:
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert isinstance(trainer, L.Trainer)
     assert isinstance(WeightedLossTerms(cfg.loss.terms), WeightedLossTerms)
-    optimizer = instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters())
-    assert isinstance(optimizer, torch.optim.Optimizer)
+    if cfg.optimizer._target_.endswith("adamw8bit") and not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU and this machine has none"):
+            instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters())
+        optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())  # for the schedule below
+    else:
+        optimizer = instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters())
+        assert isinstance(optimizer, torch.optim.Optimizer)
     assert isinstance(build_lr_scheduler(optimizer, cfg.scheduler), torch.optim.lr_scheduler.LambdaLR)
     assert get_class(cfg.hydra.launcher._target_) is not None
     for model in cfg.model.values():
@@ -145,3 +150,16 @@ def test_every_curation_option_composes_and_builds_its_stage(group, option, tmp_
 def test_curation_launchers_compose():
     for launcher in ("local", "slurm", "submitit_local"):
         assert compose_config("curate", [f"launcher={launcher}"]).launcher_name == launcher
+
+
+@pytest.mark.skipif(HAS_GPU, reason="the CPU-only error")
+def test_adamw8bit_stops_a_cpu_run_with_a_clear_error(demo_dir, tmp_path):
+    """optimizer=adamw8bit is bitsandbytes' CUDA optimizer: a CPU run stops before training, saying so."""
+    from ltx.cli.train import run_training
+
+    cfg = compose_config("train_dit", ["experiment=smoke", "data=synthetic_latents", "vae_checkpoint=null",
+                                       f"text_encoder.kwargs.path={demo_dir / 'text_encoder'}", f"run_dir={tmp_path}",
+                                       "optimizer=adamw8bit", "dit_training.samples=null"])
+    assert cfg.optimizer.lr == 1.0e-4 and list(cfg.optimizer.betas) == [0.9, 0.999]  # the stage's values
+    with pytest.raises(RuntimeError, match="optimizer=adamw8bit .* needs a CUDA GPU .* use optimizer=adamw"):
+        run_training(cfg)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from torchvision.utils import make_grid, save_image
 
 from ltx.data.video_io import encode_mp4
@@ -47,8 +48,11 @@ def write_previews(original: torch.Tensor, reconstruction: torch.Tensor, directo
 
 
 def log_image(loggers: list, tag: str, image: torch.Tensor, step: int) -> None:
-    """Log a `(3, H, W)` image in [0, 1] to every logger that takes images (TensorBoard)."""
+    """Log a `(3, H, W)` image in [0, 1] to every logger that takes images (TensorBoard, W&B)."""
     for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=tag, images=[image], step=step)
+            continue
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image(tag, image, step)
