@@ -13,7 +13,7 @@ DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the 
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick ablations ablations-quick registry clean
+.PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick memory-plan ablations ablations-quick registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench: $(STAMP) ## Benchmarks vs diffusers and the machine's GEMM peak -> benchm
 
 bench-quick: $(STAMP) ## A smoke run of the benchmarks (small sizes) -> outputs/bench-quick/
 	$(PY) -m benchmarks --quick --out outputs/bench-quick $(ARGS)
+
+memory-plan: $(STAMP) ## Bytes per GPU of full and LoRA fine-tuning of the 2B / 13B DiTs at 121x768x512 under FSDP2 (benchmarks/results/memory_plan.md)
+	$(PY) -m benchmarks.memory_plan --out benchmarks/results $(ARGS)
 
 ablations: $(STAMP) ## The paper's ablations at small scale -> experiments/<name>/results.md + plots (~25 min CPU; ARGS="rope_spacing ...")
 	$(PY) -m experiments $(ARGS)

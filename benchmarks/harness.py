@@ -19,8 +19,8 @@ import torch
 
 
 def make_optimizer(side: str, model: torch.nn.Module, train_config: str) -> torch.optim.Optimizer:
-    """The optimizer each side trains with. Ours: the one ``conf/<train_config>.yaml`` builds (AdamW,
-    fused). diffusers ships no trainer; its training examples build ``torch.optim.AdamW`` with torch's
+    """The optimizer each side trains with. Ours: the one ``conf/<train_config>.yaml`` builds with its default
+    ``optimizer`` group (``conf/optimizer/adamw.yaml``: AdamW, fused). diffusers ships no trainer; its training examples build ``torch.optim.AdamW`` with torch's
     defaults (foreach)."""
     if side == "diffusers":
         return torch.optim.AdamW(model.parameters(), lr=1e-6)
@@ -29,12 +29,14 @@ def make_optimizer(side: str, model: torch.nn.Module, train_config: str) -> torc
 
     from ltx.cli.train import CONFIG_DIR
 
-    settings = OmegaConf.load(CONFIG_DIR / f"{train_config}.yaml").optimizer
+    stage = OmegaConf.load(CONFIG_DIR / f"{train_config}.yaml").optimizer  # lr, betas, weight decay
+    settings = OmegaConf.merge(stage, OmegaConf.load(CONFIG_DIR / "optimizer" / "adamw.yaml"))  # the group, after _self_
     return instantiate(settings, lr=1e-6)(model.parameters())
 
 
 def optimizer_note(train_config: str) -> str:
-    return f"optimizer: ours AdamW fused=True (conf/{train_config}.yaml), diffusers AdamW with torch's defaults"
+    return (f"optimizer: ours AdamW fused=True (conf/{train_config}.yaml, optimizer=adamw), diffusers AdamW with "
+            f"torch's defaults")
 
 
 def synchronize() -> None:
