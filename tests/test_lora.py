@@ -153,3 +153,14 @@ def test_export_sampling_and_conversion_restore_base_plus_adapters(lora_run, bas
     merged.load_state_dict(load_file(str(output / "model.safetensors")))
     with torch.no_grad():
         torch.testing.assert_close(merged(latents, torch.tensor([0.5]), text), adapted, atol=1e-5, rtol=0)
+
+
+def test_the_frozen_base_can_be_held_in_bf16():
+    model = add_lora(VideoTransformer(dit_config("tiny")), FinetuneSettings(mode="lora", rank=2, base_dtype="bfloat16"))
+    dtypes = {name: parameter.dtype for name, parameter in model.named_parameters()}
+    assert all(dtype == torch.float32 for name, dtype in dtypes.items() if ".lora_" in name)
+    assert all(dtype == torch.bfloat16 for name, dtype in dtypes.items() if ".lora_" not in name)
+    latents, text = torch.randn(1, 128, 2, 2, 2, dtype=torch.bfloat16), torch.randn(1, 4, 32, dtype=torch.bfloat16)
+    output = model(latents, torch.tensor([0.5]), text)
+    output.float().square().mean().backward()
+    assert all((p.grad is not None) == p.requires_grad for p in model.parameters())

@@ -107,3 +107,24 @@ def test_diffusers_loads_our_lora_and_reproduces_our_sampler(pipeline_dir, tmp_p
     merged = VideoTransformer(base.config).eval()
     merged.load_state_dict(merged_state_dict(adapted), strict=True)
     torch.testing.assert_close(sample_both(pipeline, merged)[0], ours, atol=1e-5, rtol=0)
+
+
+def test_a_lora_saved_by_diffusers_without_metadata_imports(pipeline_dir, tmp_path):
+    """A file written by diffusers' own LTXPipeline.save_lora_weights (no adapter metadata, as older trainers
+    write them): rank inferred from the weights, alpha = rank, as diffusers loads it."""
+    from peft import get_peft_model_state_dict
+
+    _, base = pipeline_dir
+    adapted = copy.deepcopy(base)
+    add_lora(adapted, FinetuneSettings(mode="lora", rank=4, alpha=4.0, target_modules=("to_out.0", "ff.net.2")))
+    with torch.no_grad():
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    LTXPipeline.save_lora_weights(tmp_path, transformer_lora_layers=get_peft_model_state_dict(adapted))
+    imported = apply_lora_file(copy.deepcopy(base), tmp_path / "pytorch_lora_weights.safetensors")
+    latents, text = torch.randn(1, 128, 2, 2, 2), torch.randn(1, 4, 32)
+    with torch.no_grad():
+        expected = adapted.eval()(latents, torch.tensor([0.5]), text)
+        torch.testing.assert_close(imported.eval()(latents, torch.tensor([0.5]), text), expected, atol=1e-6, rtol=0)
+        assert (expected - base(latents, torch.tensor([0.5]), text)).abs().max() > 1e-4
