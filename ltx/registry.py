@@ -207,6 +207,7 @@ POSITION_SCHEMES: Registry[Any] = Registry("position scheme", builtin_modules=("
 ROPE_SPACINGS: Registry[Any] = Registry("rope spacing", builtin_modules=("ltx.positional.rope",))
 TIMESTEP_SAMPLERS: Registry[Any] = Registry("timestep sampler", builtin_modules=("ltx.diffusion.timesteps",))
 SAMPLERS: Registry[Any] = Registry("sampler", builtin_modules=("ltx.sampling.euler",))
+CONDITIONING_MODES: Registry[Any] = Registry("conditioning mode", builtin_modules=("ltx.diffusion.conditioning_modes",))
 TEXT_ENCODERS: Registry[Any] = Registry("text encoder", builtin_modules=("ltx.text.encoders",))
 LR_SCHEDULES: Registry[Any] = Registry("lr schedule", builtin_modules=("ltx.training.schedules",))
 VAE_INITS: Registry[Any] = Registry("vae init", builtin_modules=("ltx.training.vae_init",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import compose_config
@@ -72,6 +73,33 @@ def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_pa
     assert not token_mask[:, :4].any() and token_mask[:, 4:].all()  # first latent frame: no loss
     assert torch.all(seen["timestep"][:, :4] == 0)  # clean conditioning tokens
     assert torch.allclose(seen["timestep"][:, 4:], timestep[:, None].expand(2, 8))
+
+
+def test_registered_modes_condition_tokens_in_the_training_step(demo_dir, tmp_path):
+    """dit_training.conditioning.modes (here outpainting with a fixed half-size box, combined with the first
+    frame): exactly those tokens get t = 0 and no loss."""
+    module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0",
+                                  "dit_training.conditioning.modes={outpaint: {probability: 1.0, min_side: 0.5, max_side: 0.5}}"))
+    latents = torch.randn(2, 128, 3, 4, 4)  # 3 latent frames of 4 x 4 tokens
+    text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
+    seen = {}
+    forward_tokens = module.transformer.forward_tokens
+
+    def recording_forward(tokens, coordinates, timestep, *args):
+        seen["timestep"] = timestep
+        return forward_tokens(tokens, coordinates, timestep, *args)
+
+    module.transformer.forward_tokens = recording_forward
+    module.losses.forward = lambda inputs: (seen.update(mask=inputs["prediction"][2]), (torch.tensor(0.0), {}))[1]
+    random = BatchRandomness(seed=0, step=0, rank=0, world_size=1, local_batch=2, device=torch.device("cpu"))
+    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), random, conditioned=True, drop_tokens=False,
+                     timestep=torch.tensor([0.7, 0.4]))
+    expected = torch.zeros(3, 4, 4, dtype=torch.bool)
+    expected[0] = True  # the first frame
+    expected[:, 1:3, 1:3] = True  # the centred half-size box of every frame
+    expected = expected.flatten().expand(2, -1)  # (B, N)
+    assert torch.equal(seen["mask"][..., 0], ~expected)
+    assert torch.all(seen["timestep"][expected] == 0) and torch.all(seen["timestep"][~expected] > 0)
 
 
 def test_token_dropping_keeps_positions_of_the_kept_tokens():
@@ -220,3 +248,40 @@ def test_sampling_defaults_come_from_the_model_version(dit_run, tmp_path, monkey
         assert settings.num_steps == 4 and settings.decode_timestep == 0.05
     with pytest.raises(ValueError, match="unknown sample settings \\['shift'\\]"):
         SampleSettings().with_inference_defaults({"shift": 1.0})
+
+
+def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir, tmp_path, capsys):
+    """image= + last_image= (interpolation), video= + mask= (inpainting), video= + outpaint=: the given latent
+    tokens come out exactly as encoded (no conditioning noise), the rest is generated."""
+    from PIL import Image
+
+    from ltx.cli.sample import conditioning_from_inputs
+
+    runs_dir, sources = dit_run.parent.parent, demo_dir / "sources"
+    mask = tmp_path / "mask.png"
+    pixels = np.zeros((64, 96, 3), dtype=np.uint8)
+    pixels[:, :48] = 255  # keep the left half: latent column 0 (column 1 is only half white)
+    Image.fromarray(pixels).save(mask)
+    common = [f"runs_dir={runs_dir}", "num_steps=2", "frames=17", "height=64", "width=96", "image_noise_scale=0"]
+    module = load_dit_module(dit_run / "checkpoints" / "last.ckpt")
+    cases = {
+        "interpolation": [f"image={sources / 'image_red_square.png'}", f"last_image={sources / 'image_red_square.png'}"],
+        "inpainting": [f"video={sources / 'red_circle_stripes.mp4'}", f"mask={mask}"],
+        "outpainting": [f"video={sources / 'red_circle_stripes.mp4'}", "outpaint=0.6"],
+    }
+    for name, inputs in cases.items():
+        cfg = compose_config("sample", [*common, *inputs, f"output={tmp_path / name}.mp4"])
+        conditioning = conditioning_from_inputs(module.vae, cfg)
+        given = conditioning.token_mask(torch.device("cpu"))  # (1, F', H', W')
+        settings = SampleSettings(frames=17, height=64, width=96, num_steps=2)
+        latents = generate(module.transformer, module.vae, module.text_encoder, ["a red circle"], settings,
+                           conditioning=conditioning, return_latents=True)
+        kept = given.unsqueeze(1).expand_as(latents)
+        assert kept.any() and not kept.all(), name
+        torch.testing.assert_close(latents[kept], conditioning.latents[kept], rtol=0, atol=0)
+        sample_run(cfg)
+        assert probe_video((tmp_path / f"{name}.mp4").read_bytes()).num_frames == 17
+    assert given[0, :, :, 1].all() and not given[0, :, :, 0].any()  # outpaint 0.6 of a 2 x 3 grid: the centre column
+    assert "conditioned (outpainting)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="give it as video=PATH"):
+        conditioning_from_inputs(module.vae, compose_config("sample", [*common, "outpaint=0.5"]))

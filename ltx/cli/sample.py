@@ -19,9 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from ltx.cli.train import CONFIG_DIR
 from ltx.data.buckets import Bucket
 from ltx.data.transforms import resize_and_crop
-from ltx.data.video_io import decode_frames, decode_png
+from ltx.data.video_io import decode_frames, decode_png, probe_video
 from ltx.interop.lora import apply_lora_file
-from ltx.sampling import image_conditioning
+from ltx.sampling import (
+    FrameConditioning,
+    image_conditioning,
+    last_image_conditioning,
+    merge_conditionings,
+    region_conditioning,
+)
 from ltx.training.build import read_latent_statistics, vae_from_checkpoint
 from ltx.training.checkpoints import load_full_checkpoint, match_shapes
 from ltx.training.dit_module import DiTModule
@@ -120,6 +126,63 @@ def check_expected_vae(trained: LatentRecord, checkpoint: Path, vae_checkpoint: 
         f"data.train_shards=DIR/train data.val_shards=DIR/val {wanted.overrides()}`")
 
 
+def conditioning_from_inputs(vae: torch.nn.Module, cfg: DictConfig) -> FrameConditioning | None:
+    """What the sample is given: ``image`` (first frame), ``last_image`` (last frame), ``video`` with ``mask``
+    (inpainting: white pixels kept) or ``outpaint`` (the centred fraction kept); combined when several are set."""
+    latent_frames = 1 + (cfg.frames - 1) // 8
+    first = last = region = None
+    if cfg.get("image"):
+        first = image_conditioning(vae, read_image(cfg.image, cfg.height, cfg.width), latent_frames,
+                                   noise_scale=cfg.image_noise_scale)
+    if cfg.get("last_image"):
+        last = last_image_conditioning(vae, read_image(cfg.last_image, cfg.height, cfg.width), latent_frames,
+                                       noise_scale=cfg.image_noise_scale)
+    if cfg.get("mask") or cfg.get("outpaint"):
+        if not cfg.get("video"):
+            raise ValueError("mask= (inpainting) and outpaint= keep part of a video: give it as video=PATH")
+        if cfg.get("mask") and cfg.get("outpaint"):
+            raise ValueError("give mask= (inpainting) or outpaint= (a centred fraction), not both")
+        video = read_video(cfg.video, cfg.frames, cfg.height, cfg.width)  # (1, 3, F, H, W)
+        given = read_mask(cfg.mask, cfg.height, cfg.width) if cfg.get("mask") else \
+            centre_box(cfg.height, cfg.width, float(cfg.outpaint))
+        region = region_conditioning(vae, video, given)
+    elif cfg.get("video"):
+        raise ValueError("video= is the source of mask= (inpainting) or outpaint=: set one of them")
+    return merge_conditionings(first, last, region)
+
+
+def conditioning_description(cfg: DictConfig) -> str:
+    if cfg.get("image") and not any(cfg.get(key) for key in ("last_image", "mask", "outpaint")):
+        return "image-to-video"
+    given = [name for name, key in (("first frame", "image"), ("last frame", "last_image"), ("inpainting", "mask"),
+                                    ("outpainting", "outpaint")) if cfg.get(key)]
+    return f"conditioned ({', '.join(given)})" if given else "text-to-video"
+
+
+def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.Tensor:
+    """The first ``frames`` frames of a video file as `(1, 3, F, H, W)` in [-1, 1], resized and centre-cropped."""
+    data = Path(path).read_bytes()
+    available = probe_video(data).num_frames
+    if available < frames:
+        raise ValueError(f"{path} has {available} frames; the sample needs {frames} (frames=)")
+    return resize_and_crop(decode_frames(data, list(range(frames))), Bucket(frames, height, width), rng=None)[None]
+
+
+def read_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
+    """A mask image as `(H, W)` bool, true where it is white (kept), resized and centre-cropped like the video."""
+    pixels = resize_and_crop(decode_png(Path(path).read_bytes())[None], Bucket(1, height, width), rng=None)
+    return pixels[:, 0].mean(dim=0) > 0.0  # (H, W): brighter than mid-grey
+
+
+def centre_box(height: int, width: int, fraction: float) -> torch.Tensor:
+    """`(H, W)` bool: the centred box of ``fraction`` of each side (outpainting keeps it)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"outpaint is the kept centred fraction of each side, in (0, 1); got {fraction!r}")
+    rows = ((torch.arange(height) + 0.5) / height - 0.5).abs() < fraction / 2
+    columns = ((torch.arange(width) + 0.5) / width - 0.5).abs() < fraction / 2
+    return rows[:, None] & columns[None, :]
+
+
 def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
     """An image file (or a video's first frame) as `(1, 3, H, W)` in [-1, 1], resized and centre-cropped."""
     data = Path(path).read_bytes()
@@ -139,15 +202,11 @@ def run(cfg: DictConfig) -> Path:
         guidance_scale=cfg.guidance_scale, sampler=cfg.sampler, decode_timestep=cfg.decode_timestep,
         renoise_scale=cfg.renoise_scale, seed=cfg.seed, schedule_shift=cfg.get("schedule_shift"),
         schedule_terminal=cfg.get("schedule_terminal"))
-    conditioning = None
-    if cfg.image:
-        image = read_image(cfg.image, cfg.height, cfg.width)  # (1, 3, H, W)
-        latent_frames = 1 + (cfg.frames - 1) // 8
-        conditioning = image_conditioning(module.vae, image, latent_frames, noise_scale=cfg.image_noise_scale)
+    conditioning = conditioning_from_inputs(module.vae, cfg)
     video = generate(module.transformer, module.vae, module.text_encoder, [cfg.prompt], settings,
                      cfg.negative_prompt, conditioning)[0]
     output = write_video(video, Path(cfg.output), cfg.fps)
-    mode = "image-to-video" if cfg.image else "text-to-video"
+    mode = conditioning_description(cfg)
     print(f"{mode} sample from {checkpoint} ({settings.num_steps} steps, guidance {settings.guidance_scale}) -> {output}")
     return output
 

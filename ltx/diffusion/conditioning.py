@@ -8,11 +8,14 @@ The same mechanism gives video extension (condition on leading frames) and keyfr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from ltx.diffusion.flow import expand_timesteps, interpolate
+from ltx.registry import CONDITIONING_MODES
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ConditioningConfig:
     max_leading_frames: int = 2
     keyframe_probability: float = 0.0
     conditioning_timestep: float = 0.0
+    # Registered modes (ltx.diffusion.conditioning_modes) with a probability each (or {probability, options}),
+    # drawn independently per sample and combined with the frame modes above.
+    modes: Mapping[str, Any] | None = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         probabilities = {
@@ -52,6 +58,11 @@ class ConditioningConfig:
             raise ValueError(
                 f"ConditioningConfig.max_leading_frames must be an int >= 1, got {self.max_leading_frames!r}"
             )
+        for name, setting in dict(self.modes or {}).items():
+            CONDITIONING_MODES.get(name)  # an unknown name raises listing the valid ones
+            probability = setting.get("probability", 0.0) if isinstance(setting, Mapping) else setting
+            if not 0.0 <= float(probability) <= 1.0:
+                raise ValueError(f"ConditioningConfig.modes[{name!r}] probability must be in [0, 1], got {probability!r}")
         if not 0.0 <= self.conditioning_timestep <= 1.0:
             raise ValueError(
                 f"ConditioningConfig.conditioning_timestep must be in [0, 1], got {self.conditioning_timestep!r}"
@@ -114,22 +125,27 @@ def apply_conditioning(
     if latents.ndim != 5:
         raise ValueError(f"latents must be (B, C, F, H, W), got shape {tuple(latents.shape)}")
     batch, _, frames, height, width = latents.shape
-    if conditioning_frames.shape != (batch, frames) or conditioning_frames.dtype != torch.bool:
+    if conditioning_frames.dtype != torch.bool or tuple(conditioning_frames.shape) not in (
+            (batch, frames), (batch, frames, height, width)):
         raise ValueError(
-            f"conditioning_frames must be a bool tensor (B, F) = ({batch}, {frames}), got "
-            f"{conditioning_frames.dtype} {tuple(conditioning_frames.shape)}; see sample_conditioning_frames"
+            f"conditioning_frames must be a bool tensor (B, F) = ({batch}, {frames}) or per token (B, F, H, W) = "
+            f"({batch}, {frames}, {height}, {width}), got {conditioning_frames.dtype} "
+            f"{tuple(conditioning_frames.shape)}; see sample_conditioning_frames / draw_conditioning_mask"
         )
     if not 0.0 <= conditioning_timestep <= 1.0:
         raise ValueError(f"conditioning_timestep must be in [0, 1], got {conditioning_timestep!r}")
     sample_timesteps = expand_timesteps(timestep.to(latents.device), latents.shape)  # (B, F, H, W)
     if not sample_timesteps.is_floating_point():
         sample_timesteps = sample_timesteps.float()
-    conditioning = conditioning_frames.to(latents.device)[:, :, None, None]  # (B, F, 1, 1)
+    conditioning = conditioning_frames.to(latents.device)
+    if conditioning.ndim == 2:
+        conditioning = conditioning[:, :, None, None]  # (B, F, 1, 1)
+    conditioning = conditioning.expand(batch, frames, height, width)  # (B, F, H, W)
     token_timesteps = torch.where(
         conditioning, sample_timesteps.new_tensor(conditioning_timestep), sample_timesteps
     )  # (B, F, H, W)
     noisy_latents = interpolate(latents, noise, token_timesteps)
-    loss_mask = (~conditioning).unsqueeze(1).expand(batch, 1, frames, height, width).contiguous()  # (B, 1, F, H, W)
+    loss_mask = (~conditioning).unsqueeze(1).contiguous()  # (B, 1, F, H, W)
     return noisy_latents, token_timesteps, loss_mask
 
 

@@ -33,10 +33,11 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torc
 
 @dataclass
 class FrameConditioning:
-    """Clean latents for some latent frames: image-to-video (frame 0), video extension, keyframes.
+    """Clean latents for some latent frames (image-to-video, extension, keyframes) or tokens (inpainting,
+    outpainting: ``ltx.diffusion.conditioning_modes``).
 
     ``latents (B, C, F, H, W)``: clean, normalised latents (``vae.normalize_latents``), read only where
-    ``frames (B, F)`` (bool) is true. ``noise_scale``: the release's small noise on conditioning tokens,
+    ``frames`` (bool) is true: ``(B, F)`` for whole latent frames, or ``(B, F, H, W)`` per token. ``noise_scale``: the release's small noise on conditioning tokens,
     ``z_cond + noise_scale * eps * t^2`` at timestep t (0 keeps them exactly clean).
     """
 
@@ -47,10 +48,12 @@ class FrameConditioning:
     def __post_init__(self) -> None:
         if self.latents.ndim != 5:
             raise ValueError(f"FrameConditioning.latents must be (B, C, F, H, W), got {tuple(self.latents.shape)}")
-        batch, _, frames = self.latents.shape[:3]
-        if self.frames.dtype != torch.bool or tuple(self.frames.shape) != (batch, frames):
+        batch, _, frames, height, width = self.latents.shape
+        if self.frames.dtype != torch.bool or tuple(self.frames.shape) not in ((batch, frames),
+                                                                               (batch, frames, height, width)):
             raise ValueError(f"FrameConditioning.frames must be a bool tensor (B, F) = ({batch}, {frames}) saying "
-                             f"which latent frames are given, got {self.frames.dtype} {tuple(self.frames.shape)}")
+                             f"which latent frames are given, or (B, F, H, W) = ({batch}, {frames}, {height}, "
+                             f"{width}) saying which tokens are, got {self.frames.dtype} {tuple(self.frames.shape)}")
         if not self.noise_scale >= 0.0:
             raise ValueError(f"FrameConditioning.noise_scale must be >= 0, got {self.noise_scale!r}")
 
@@ -64,7 +67,10 @@ class FrameConditioning:
     def token_mask(self, device: torch.device) -> torch.Tensor:
         """Conditioning tokens as a bool `(B, F, H, W)` (the layout of per-token timesteps)."""
         batch, _, frames, height, width = self.latents.shape
-        return self.frames.to(device)[:, :, None, None].expand(batch, frames, height, width)  # (B, F, H, W)
+        given = self.frames.to(device)
+        if given.ndim == 2:
+            given = given[:, :, None, None]  # (B, F, 1, 1)
+        return given.expand(batch, frames, height, width)  # (B, F, H, W)
 
     def apply(self, latents: torch.Tensor, t: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """Reset conditioning tokens of ``latents`` to ``z_cond + noise_scale * eps * t^2`` (fresh eps)."""
@@ -100,6 +106,65 @@ def image_conditioning(vae: nn.Module, image: torch.Tensor, latent_frames: int,
     frames = torch.zeros(batch, latent_frames, dtype=torch.bool, device=first.device)  # (B, F)
     frames[:, 0] = True
     return FrameConditioning(latents, frames, noise_scale)
+
+
+@torch.no_grad()
+def last_image_conditioning(vae: nn.Module, image: torch.Tensor, latent_frames: int,
+                            noise_scale: float = 0.15) -> FrameConditioning:
+    """``image`` as the last latent frame (first + last frame interpolation, extension backwards): encoded
+    as a one-frame clip, as diffusers' ``LTXConditionPipeline`` places a conditioning image at a later frame."""
+    first = image_conditioning(vae, image, 1, noise_scale)
+    batch, channels, _, height, width = first.latents.shape
+    latents = first.latents.new_zeros(batch, channels, latent_frames, height, width)  # (B, C, F, H', W')
+    latents[:, :, -1:] = first.latents
+    frames = torch.zeros(batch, latent_frames, dtype=torch.bool, device=latents.device)  # (B, F)
+    frames[:, -1] = True
+    return FrameConditioning(latents, frames, noise_scale)
+
+
+@torch.no_grad()
+def region_conditioning(vae: nn.Module, video: torch.Tensor, given: torch.Tensor,
+                        noise_scale: float = 0.0) -> FrameConditioning:
+    """Inpainting / outpainting: ``video`` `(B, 3, F, H, W)` in [-1, 1] encoded by the VAE; the latent tokens
+    where ``given`` is true are kept, the others generated. ``given``: `(B, F', H', W')` over latent tokens,
+    or a pixel mask `(B, H, W)` / `(H, W)` (true = keep) pooled to the latent grid (a token is given when most
+    of its 32 x 32 pixels are) and applied to every latent frame."""
+    if video.ndim != 5 or video.shape[1] != 3:
+        raise ValueError(f"video must be (B, 3, F, H, W) in [-1, 1], got {tuple(video.shape)}")
+    dtype = _parameter_dtype(vae, video.dtype)
+    latents = vae.normalize_latents(vae.encode(video.to(dtype)).mean).float()  # (B, C, F', H', W')
+    batch, _, frames, height, width = latents.shape
+    given = given.to(latents.device)
+    if given.ndim == 2:
+        given = given.unsqueeze(0)  # (1, H, W)
+    if given.ndim == 3:
+        if given.shape[-2:] != video.shape[-2:]:
+            raise ValueError(f"a pixel mask must be the video's size {tuple(video.shape[-2:])}, got {tuple(given.shape[-2:])}")
+        pooled = nn.functional.adaptive_avg_pool2d(given.float().unsqueeze(1), (height, width))[:, 0] > 0.5  # (B|1, H', W')
+        given = pooled[:, None].expand(batch, frames, height, width)
+    if tuple(given.shape) != (batch, frames, height, width) or given.dtype != torch.bool:
+        raise ValueError(f"given must be a bool token mask (B, F', H', W') = {(batch, frames, height, width)} or a "
+                         f"pixel mask (B, H, W), got {given.dtype} {tuple(given.shape)}")
+    if given.flatten(1).all(dim=1).any() or not given.flatten(1).any(dim=1).all():
+        raise ValueError("the mask must give some latent tokens of each sample and leave some to generate "
+                         "(white = keep, black = generate; a token is 32 x 32 pixels)")
+    return FrameConditioning(latents, given.contiguous(), noise_scale)
+
+
+def merge_conditionings(*items: FrameConditioning | None) -> FrameConditioning | None:
+    """One conditioning from several (e.g. a first image and a last image): the union of their given tokens,
+    each token's latents from the last item that gives it, the largest noise scale."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
+    latents = items[0].latents.clone()
+    given = items[0].token_mask(latents.device).clone()  # (B, F, H, W)
+    for item in items[1:]:
+        item.check_matches(latents)
+        mask = item.token_mask(latents.device)
+        latents = torch.where(mask.unsqueeze(1), item.latents.to(latents), latents)
+        given |= mask
+    return FrameConditioning(latents, given, max(item.noise_scale for item in items))
 
 
 @SAMPLERS.register("euler")

@@ -19,6 +19,7 @@ from ltx.diffusion.conditioning import (
     drop_text,
     sample_conditioning_frames,
 )
+from ltx.diffusion.conditioning_modes import draw_conditioning_mask
 from ltx.diffusion.flow import velocity_target
 from ltx.interop.diffusers import diffusers_can_describe, export_transformer, export_transformer_native
 from ltx.interop.lora import write_lora_file
@@ -205,7 +206,12 @@ class DiTModule(TrainingStage):
         conditioning_frames = torch.zeros(batch, frames, dtype=torch.bool, device=device)
         if conditioned:
             conditioning_frames = random.rows(lambda n, g: sample_conditioning_frames(n, frames, self.conditioning, g))
-            conditioning_frames = conditioning_frames.to(device)
+            conditioning_frames = conditioning_frames.to(device)  # (B, F)
+            if self.conditioning.modes:  # registered modes, per token, combined with the frame modes
+                modes = self.conditioning.modes
+                tokens = random.rows(lambda n, g: draw_conditioning_mask(n, (frames, height, width), modes, g))
+                tokens = tokens.to(device) | conditioning_frames[:, :, None, None]  # (B, F, H, W)
+                conditioning_frames = tokens & ~tokens.flatten(1).all(dim=1)[:, None, None, None]
         noisy, token_timesteps, loss_mask = apply_conditioning(latents, noise, timestep, conditioning_frames,
                                                                self.conditioning.conditioning_timestep)
         target = patchify_latents(velocity_target(latents, noise))  # (B, N, C)
