@@ -255,7 +255,7 @@ def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir,
     tokens come out exactly as encoded (no conditioning noise), the rest is generated."""
     from PIL import Image
 
-    from ltx.cli.sample import conditioning_from_inputs
+    from ltx.cli.sample import conditioning_from_inputs, reference_from_input
 
     runs_dir, sources = dit_run.parent.parent, demo_dir / "sources"
     mask = tmp_path / "mask.png"
@@ -285,3 +285,13 @@ def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir,
     assert "conditioned (outpainting)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="give it as video=PATH"):
         conditioning_from_inputs(module.vae, compose_config("sample", [*common, "outpaint=0.5"]))
+
+    # reference=: the reference video's latents go to the sampler (IC-LoRA), at the sample's grid / downscale
+    reference_cfg = compose_config("sample", [*common, f"reference={sources / 'red_circle_stripes.mp4'}",
+                                              f"output={tmp_path / 'reference.mp4'}"])
+    assert reference_from_input(module.vae, reference_cfg).shape == (1, 128, 3, 2, 3)
+    sample_run(reference_cfg)
+    assert probe_video((tmp_path / "reference.mp4").read_bytes()).num_frames == 17
+    with pytest.raises(ValueError, match="reference_downscale=2 must divide the sample's latent size 2 x 3"):
+        reference_from_input(module.vae, compose_config("sample", [*common, f"reference={sources / 'red_circle_stripes.mp4'}",
+                                                                   "reference_downscale=2"]))

@@ -151,6 +151,21 @@ def conditioning_from_inputs(vae: torch.nn.Module, cfg: DictConfig) -> FrameCond
     return merge_conditionings(first, last, region)
 
 
+@torch.no_grad()
+def reference_from_input(vae: torch.nn.Module, cfg: DictConfig) -> torch.Tensor | None:
+    """IC-LoRA: the ``reference`` video's normalised latents `(1, C, F', H'/s, W'/s)`, read at the sample's frames
+    and its size divided by ``reference_downscale`` (s), for a DiT trained with references."""
+    if not cfg.get("reference"):
+        return None
+    scale = int(cfg.get("reference_downscale") or 1)
+    if scale < 1 or cfg.height % (32 * scale) or cfg.width % (32 * scale):
+        raise ValueError(f"reference_downscale={scale} must divide the sample's latent size "
+                         f"{cfg.height // 32} x {cfg.width // 32} (height / 32 x width / 32)")
+    video = read_video(cfg.reference, cfg.frames, cfg.height // scale, cfg.width // scale)  # (1, 3, F, H/s, W/s)
+    dtype = next(vae.parameters()).dtype
+    return vae.normalize_latents(vae.encode(video.to(dtype)).mean).float()
+
+
 def conditioning_description(cfg: DictConfig) -> str:
     if cfg.get("image") and not any(cfg.get(key) for key in ("last_image", "mask", "outpaint")):
         return "image-to-video"
@@ -203,8 +218,9 @@ def run(cfg: DictConfig) -> Path:
         renoise_scale=cfg.renoise_scale, seed=cfg.seed, schedule_shift=cfg.get("schedule_shift"),
         schedule_terminal=cfg.get("schedule_terminal"))
     conditioning = conditioning_from_inputs(module.vae, cfg)
+    reference = reference_from_input(module.vae, cfg)
     video = generate(module.transformer, module.vae, module.text_encoder, [cfg.prompt], settings,
-                     cfg.negative_prompt, conditioning)[0]
+                     cfg.negative_prompt, conditioning, reference=reference)[0]
     output = write_video(video, Path(cfg.output), cfg.fps)
     mode = conditioning_description(cfg)
     print(f"{mode} sample from {checkpoint} ({settings.num_steps} steps, guidance {settings.guidance_scale}) -> {output}")

@@ -167,6 +167,15 @@ def merge_conditionings(*items: FrameConditioning | None) -> FrameConditioning |
     return FrameConditioning(latents, given, max(item.noise_scale for item in items))
 
 
+def _with_reference(model: VelocityModel, reference: torch.Tensor) -> VelocityModel:
+    """``model`` called with ``reference=`` repeated to the batch (twice the prompts' under guidance)."""
+    def call(latents, timestep, text, text_mask, fps):
+        repeats = latents.shape[0] // reference.shape[0]
+        return model(latents, timestep, text, text_mask, fps, reference=reference.repeat(repeats, 1, 1, 1, 1))
+
+    return call
+
+
 @SAMPLERS.register("euler")
 class EulerFlowSampler:
     """First-order Euler ODE solver for rectified flow on the release's shifted schedule (LTX-Video)."""
@@ -190,6 +199,7 @@ class EulerFlowSampler:
         conditioning: FrameConditioning | None = None,
         generator: torch.Generator | None = None,
         timesteps: torch.Tensor | Sequence[float] | None = None,
+        reference: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Integrate ``dz/dt = v(z, t)`` from ``noise`` (t = 1) to latents (t = 0) with Euler steps.
 
@@ -206,13 +216,17 @@ class EulerFlowSampler:
         Args: ``noise (B, C, F, H, W)``; ``text (B, L, D)`` with ``text_mask (B, L)``; ``fps`` a number or
         ``(B,)``; ``timesteps`` overrides the schedule: ``(num_steps + 1,)`` decreasing values in [0, 1]
         (default ``flow_timesteps(num_steps, F*H*W, terminal, shift)``); ``generator`` draws the
-        conditioning noise. Returns the latents with the noise's shape and dtype.
+        conditioning noise; ``reference (B, C, F, H/s, W/s)``: clean latents of a reference video that the
+        model sees appended to the sequence at t = 0 in every step (IC-LoRA; the model must take
+        ``reference=``, as ``VideoTransformer`` does). Returns the latents with the noise's shape and dtype.
         """
         guided = self._check_inputs(noise, text, text_mask, num_steps, guidance_scale, negative_text)
         if conditioning is not None:
             conditioning.check_matches(noise)
         schedule = self._schedule(num_steps, noise, timesteps)
         model_dtype = _parameter_dtype(model, noise.dtype)
+        if reference is not None:
+            model = _with_reference(model, reference.to(device=noise.device, dtype=model_dtype))
         text, text_mask, fps = self._model_inputs(text, text_mask, fps, negative_text, negative_text_mask, guided)
         inputs = (text.to(model_dtype), text_mask, fps)
 

@@ -25,6 +25,7 @@ from ltx.interop.diffusers import diffusers_can_describe, export_transformer, ex
 from ltx.interop.lora import write_lora_file
 from ltx.losses import WeightedLossTerms
 from ltx.models.dit import VideoTransformer, patchify_latents
+from ltx.models.dit.transformer import reference_tokens
 from ltx.models.vae import VideoAutoencoder
 from ltx.positional.coordinates import LatentGrid
 from ltx.registry import TEXT_ENCODERS, TIMESTEP_SAMPLERS, TRAINING_STAGES
@@ -162,6 +163,16 @@ class DiTModule(TrainingStage):
         return latents, text.to(latents.dtype), mask
 
     @torch.no_grad()
+    def reference_latents(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """IC-LoRA: the batch's reference as normalised latents (``reference_latents``, or a ``reference_video``
+        encoded here by the frozen VAE); None when the batch has none."""
+        if "reference_latents" in batch:
+            return batch["reference_latents"]
+        if "reference_video" in batch:
+            return self.vae.normalize_latents(self.vae.encode(batch["reference_video"]).mean)
+        return None
+
+    @torch.no_grad()
     def null_text(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The empty prompt's features `(batch, L, D)` and mask `(batch, L)`, the unconditional text of
         classifier-free guidance. The text encoder is frozen, so they are encoded once per device (on the
@@ -182,7 +193,7 @@ class DiTModule(TrainingStage):
         text, text_mask, _ = drop_text(text, text_mask, probability, null_embeddings=null_text, null_mask=null_mask,
                                        dropped=dropped)
         loss, per_sample, timestep = self.flow_loss(latents, text, text_mask, batch["fps"], random, conditioned=True,
-                                                    drop_tokens=True)
+                                                    drop_tokens=True, reference=self.reference_latents(batch))
         # averaged over ranks: the loss of the global batch
         self.log("train/loss", loss, prog_bar=True, batch_size=latents.shape[0], sync_dist=True)
         for low, high in zip(TIMESTEP_BINS[:-1], TIMESTEP_BINS[1:]):
@@ -193,9 +204,12 @@ class DiTModule(TrainingStage):
 
     def flow_loss(self, latents: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, fps: torch.Tensor,
                   random: BatchRandomness, conditioned: bool, drop_tokens: bool,
-                  timestep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  timestep: torch.Tensor | None = None,
+                  reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rectified-flow loss: total, per-sample values `(B,)` and the sample timesteps `(B,)`; every
-        random draw comes from ``random`` (see ``BatchRandomness``)."""
+        random draw comes from ``random`` (see ``BatchRandomness``). ``reference`` `(B, C, F, H/s, W/s)`
+        (IC-LoRA): clean latents appended to the sequence at t = 0, aligned to the target's grid, not in the loss
+        and never dropped."""
         batch, _, frames, height, width = latents.shape
         grid = LatentGrid(frames, height, width)
         device = latents.device
@@ -219,6 +233,8 @@ class DiTModule(TrainingStage):
         token_timesteps = token_timesteps.flatten(1)  # (B, N)
         token_mask = loss_mask.flatten(2).transpose(1, 2)  # (B, N, 1)
         coordinates = self.transformer.coordinates(grid, fps.to(device), batch, device)  # (B, N, 3)
+        if reference is not None:
+            extra, extra_coordinates = reference_tokens(reference.to(tokens.dtype), coordinates, grid)  # (B, N_r, .)
         drop = self.training_cfg.get("max_token_drop", 0.0) if drop_tokens else 0.0
         if drop > 0:
             fraction = random.shared(lambda g: torch.rand(1, generator=g, device=g.device)).item()
@@ -226,7 +242,13 @@ class DiTModule(TrainingStage):
             indices = random.rows(lambda n, g: keep_random_tokens(n, grid.num_tokens, keep, g, g.device)).to(device)
             tokens, target, coordinates, token_timesteps, token_mask = (
                 gather_tokens(t, indices) for t in (tokens, target, coordinates, token_timesteps, token_mask))
+        if reference is not None:
+            kept = tokens.shape[1]
+            tokens, coordinates = torch.cat([tokens, extra], dim=1), torch.cat([coordinates, extra_coordinates], dim=1)
+            token_timesteps = torch.cat([token_timesteps, token_timesteps.new_zeros(batch, extra.shape[1])], dim=1)
         prediction = self.transformer.forward_tokens(tokens, coordinates, token_timesteps, text, text_mask)
+        if reference is not None:
+            prediction = prediction[:, :kept]  # (B, N, C): the target's tokens only
         total, _ = self.losses({"prediction": (prediction, target, token_mask)})
         per_sample_error = ((prediction.detach() - target) ** 2 * token_mask).sum(dim=(1, 2))
         per_sample = per_sample_error / (token_mask.sum(dim=(1, 2)) * target.shape[-1]).clamp_min(1)
@@ -242,7 +264,7 @@ class DiTModule(TrainingStage):
         for t in self.training_cfg.validation_timesteps:
             timestep = torch.full((latents.shape[0],), float(t), device=latents.device)
             loss, _, _ = self.flow_loss(latents, text, text_mask, batch["fps"], random, conditioned=False,
-                                        drop_tokens=False, timestep=timestep)
+                                        drop_tokens=False, timestep=timestep, reference=self.reference_latents(batch))
             self.log(f"val/loss_t{float(t):.2f}", loss, batch_size=latents.shape[0], sync_dist=True)
             losses.append(loss)
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=latents.shape[0], sync_dist=True)

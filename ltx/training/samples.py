@@ -53,8 +53,10 @@ _SETTING_NAMES = {field.name for field in fields(SampleSettings)}
 @torch.no_grad()
 def generate(transformer: VideoTransformer, vae: VideoAutoencoder, text_encoder: TextEncoder, prompts: list[str],
              settings: SampleSettings, negative_prompt: str = "",
-             conditioning: FrameConditioning | None = None, return_latents: bool = False) -> torch.Tensor:
-    """Videos `(B, 3, F, H, W)` in [-1, 1] for ``prompts`` (or the sampled normalised latents)."""
+             conditioning: FrameConditioning | None = None, return_latents: bool = False,
+             reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Videos `(B, 3, F, H, W)` in [-1, 1] for ``prompts`` (or the sampled normalised latents); ``reference``:
+    normalised latents of a reference video (IC-LoRA), see ``EulerFlowSampler.sample``."""
     check_video_shape(settings.frames, settings.height, settings.width, what="sample size")
     device = next(transformer.parameters()).device
     generator = torch.Generator().manual_seed(settings.seed)
@@ -69,7 +71,7 @@ def generate(transformer: VideoTransformer, vae: VideoAutoencoder, text_encoder:
         transformer, noise, text.to(device), mask.to(device), settings.fps, settings.num_steps,
         guidance_scale=settings.guidance_scale, negative_text=negative.to(device),
         negative_text_mask=negative_mask.to(device), conditioning=conditioning, generator=generator,
-        timesteps=schedule)
+        timesteps=schedule, **({} if reference is None else {"reference": reference.to(device)}))
     if return_latents:
         return latents
     return decode_latents(vae, latents, settings.decode_timestep, settings.renoise_scale, generator=generator)

@@ -53,6 +53,22 @@ def unpatchify_latents(tokens: torch.Tensor, grid: LatentGrid) -> torch.Tensor:
     return tokens.transpose(1, 2).unflatten(2, (grid.frames, grid.height, grid.width))
 
 
+def reference_tokens(reference: torch.Tensor, coordinates: torch.Tensor, grid: LatentGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference-video conditioning (IC-LoRA): the reference's tokens `(B, N_r, C)` and their coordinates
+    `(B, N_r, 3)`, aligned to the target's grid. The reference `(B, C, F, H/s, W/s)` has the target's latent
+    frames and its size divided by an integer ``s`` (1: the same size); its token (f, h, w) takes the
+    coordinates of the target's token (f, h*s, w*s) (``coordinates`` `(B, N, 3)` of the target, (f, h, w) order),
+    so a downscaled reference lies over the same pixels."""
+    batch, _, frames, height, width = reference.shape
+    scale = grid.height // height if height else 0
+    if (frames != grid.frames or not height or grid.height % height or grid.width % width
+            or grid.width // width != scale):
+        raise ValueError(f"the reference latents {tuple(reference.shape)} must have the target's {grid.frames} latent "
+                         f"frames and its size {grid.height} x {grid.width} divided by one integer factor")
+    aligned = coordinates.unflatten(1, (grid.frames, grid.height, grid.width))[:, :, ::scale, ::scale]  # (B, F, H/s, W/s, 3)
+    return patchify_latents(reference), aligned.flatten(1, 3)  # (B, N_r, C), (B, N_r, 3)
+
+
 def trim_text_padding(text: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the trailing text positions that are padding in every row: text `(B, L, D)`, mask `(B, L)` ->
     `(B, L', D)`, `(B, L')` with L' the longest caption. Masked keys get ``TEXT_MASK_BIAS`` (their softmax
@@ -114,7 +130,10 @@ class VideoTransformer(nn.Module):
                                  max_extent=self.config.max_extent)
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor | float, text: torch.Tensor,
-                text_mask: torch.Tensor | None = None, fps: torch.Tensor | float = 24.0) -> torch.Tensor:
+                text_mask: torch.Tensor | None = None, fps: torch.Tensor | float = 24.0,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Velocity `(B, C, F, H, W)`. ``reference`` (IC-LoRA): clean latents of a reference video appended to
+        the token sequence at t = 0 (see ``reference_tokens``); only the target's velocity is returned."""
         if latents.ndim != 5 or latents.shape[1] != self.config.in_channels:
             raise ValueError(f"latents must be (B, {self.config.in_channels}, F', H', W'), got {tuple(latents.shape)}")
         batch, _, frames, height, width = latents.shape
@@ -128,8 +147,14 @@ class VideoTransformer(nn.Module):
         else:
             timestep = timestep.reshape(-1).expand(batch)  # (B,)
         coordinates = self.coordinates(grid, fps, batch, latents.device)
-        tokens = self.forward_tokens(patchify_latents(latents), coordinates, timestep, text, text_mask)
-        return unpatchify_latents(tokens, grid)
+        tokens = patchify_latents(latents)  # (B, N, C)
+        if reference is not None:
+            extra, extra_coordinates = reference_tokens(reference.to(tokens.dtype), coordinates, grid)
+            timestep = timestep[:, None].expand(batch, grid.num_tokens) if timestep.ndim == 1 else timestep  # (B, N)
+            timestep = torch.cat([timestep, timestep.new_zeros(batch, extra.shape[1])], dim=1)  # (B, N + N_r)
+            tokens, coordinates = torch.cat([tokens, extra], dim=1), torch.cat([coordinates, extra_coordinates], dim=1)
+        tokens = self.forward_tokens(tokens, coordinates, timestep, text, text_mask)
+        return unpatchify_latents(tokens[:, : grid.num_tokens], grid)
 
     def forward_tokens(self, tokens: torch.Tensor, coordinates: torch.Tensor, timestep: torch.Tensor,
                        text: torch.Tensor, text_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,100 @@
+"""Reference-video (IC-LoRA) conditioning: the reference's tokens are appended at t = 0 with positions aligned
+to the target's grid, never in the loss, and the same in every sampling step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import compose_config
+
+from ltx.models.dit import VideoTransformer, dit_config
+from ltx.models.dit.transformer import reference_tokens
+from ltx.positional.coordinates import LatentGrid
+from ltx.sampling import EulerFlowSampler
+from ltx.training.dit_module import DiTModule
+from ltx.training.randomness import BatchRandomness
+
+
+def randomised_dit() -> VideoTransformer:
+    torch.manual_seed(0)
+    model = VideoTransformer(dit_config("tiny")).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.2)
+    return model
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_reference_tokens_are_appended_at_t0_on_the_targets_grid(scale):
+    model = randomised_dit()
+    latents, text = torch.randn(2, 128, 2, 4, 6), torch.randn(2, 5, 32)
+    reference = torch.randn(2, 128, 2, 4 // scale, 6 // scale)
+    seen = {}
+    forward_tokens = model.forward_tokens
+
+    def recording(tokens, coordinates, timestep, *args):
+        seen.update(tokens=tokens, coordinates=coordinates, timestep=timestep)
+        return forward_tokens(tokens, coordinates, timestep, *args)
+
+    model.forward_tokens = recording
+    with torch.no_grad():
+        out = model(latents, torch.tensor([0.3, 0.8]), text, reference=reference)
+    target, extra = 2 * 4 * 6, 2 * (4 // scale) * (6 // scale)
+    assert out.shape == latents.shape
+    assert seen["tokens"].shape == (2, target + extra, 128)  # the sequence: target tokens, then the reference's
+    assert torch.equal(seen["tokens"][:, target:], reference.flatten(2).transpose(1, 2))
+    assert torch.all(seen["timestep"][:, target:] == 0) and torch.allclose(seen["timestep"][0, :target], torch.tensor(0.3))
+    grid = seen["coordinates"][:, :target].unflatten(1, (2, 4, 6))  # (B, F, H, W, 3)
+    torch.testing.assert_close(seen["coordinates"][:, target:], grid[:, :, ::scale, ::scale].flatten(1, 3))
+    with torch.no_grad():  # the reference changes the target's velocity
+        assert (model(latents, torch.tensor([0.3, 0.8]), text) - out).abs().max() > 1e-3
+
+
+def test_a_reference_of_another_shape_is_refused():
+    coordinates = torch.zeros(1, 2 * 4 * 6, 3)
+    with pytest.raises(ValueError, match="must have the target's 2 latent frames and its size 4 x 6 divided by one"):
+        reference_tokens(torch.randn(1, 128, 2, 3, 6), coordinates, LatentGrid(2, 4, 6))
+    with pytest.raises(ValueError, match="target's 2 latent frames"):
+        reference_tokens(torch.randn(1, 128, 1, 4, 6), coordinates, LatentGrid(2, 4, 6))
+
+
+def test_the_training_step_leaves_the_reference_out_of_the_loss(demo_dir, tmp_path):
+    cfg = compose_config("train_dit", ["experiment=smoke", "vae_checkpoint=null", f"run_dir={tmp_path}",
+                                       f"text_encoder.kwargs.path={demo_dir / 'text_encoder'}",
+                                       "dit_training.conditioning.first_frame_probability=0.0",
+                                       "dit_training.max_token_drop=0.5"])
+    module = DiTModule(cfg)
+    latents, reference = torch.randn(2, 128, 2, 4, 4), torch.randn(2, 128, 2, 2, 2)
+    text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
+    seen = {}
+    forward_tokens = module.transformer.forward_tokens
+
+    def recording(tokens, coordinates, timestep, *args):
+        seen.update(tokens=tokens.shape[1], timestep=timestep)
+        return forward_tokens(tokens, coordinates, timestep, *args)
+
+    module.transformer.forward_tokens = recording
+    module.losses.forward = lambda inputs: (seen.update(prediction=inputs["prediction"]), (torch.tensor(0.0), {}))[1]
+    random = BatchRandomness(seed=0, step=0, rank=0, world_size=1, local_batch=2, device=torch.device("cpu"))
+    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), random, conditioned=True, drop_tokens=True,
+                     reference=reference)
+    prediction, target, loss_mask = seen["prediction"]
+    kept = prediction.shape[1]
+    assert prediction.shape == target.shape and loss_mask.shape[:2] == (2, kept) and kept < 32  # tokens dropped
+    assert seen["tokens"] == kept + 8  # every reference token kept, after the target's
+    assert torch.all(seen["timestep"][:, kept:] == 0) and torch.all(seen["timestep"][:, :kept] > 0)
+
+
+def test_the_sampler_gives_the_same_reference_in_every_step_and_both_guidance_halves():
+    calls = []
+
+    def model(latents, timestep, text, text_mask, fps, reference=None):
+        calls.append(reference.clone())
+        return latents * 0.1 + reference.mean()
+
+    reference = torch.randn(1, 128, 2, 2, 2)
+    EulerFlowSampler().sample(model, torch.randn(1, 128, 2, 2, 2), torch.randn(1, 4, 32), None, 24.0, num_steps=3,
+                              guidance_scale=3.0, negative_text=torch.randn(1, 4, 32), reference=reference)
+    assert len(calls) == 3
+    for seen in calls:
+        assert seen.shape == (2, 128, 2, 2, 2) and torch.equal(seen[0], reference[0]) and torch.equal(seen[1], reference[0])
