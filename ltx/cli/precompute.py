@@ -32,10 +32,14 @@ def encode_batches(batches, vae: VideoAutoencoder, text_encoder: TextEncoder) ->
     """Latent samples of every video batch."""
     for batch in batches:
         latents = vae.normalize_latents(vae.encode(batch["video"]).mean)  # (B, C, F', H', W')
+        references = None
+        if "reference_video" in batch:  # IC-LoRA pairs: the reference clip's latents too
+            references = vae.normalize_latents(vae.encode(batch["reference_video"]).mean)  # (B, C, F', H'/s, W'/s)
         text, mask = text_encoder.encode(list(batch["caption"]))  # (B, L, D), (B, L)
         for index, key in enumerate(batch["key"]):
             metadata = {**batch["metadata"][index], "fps": float(batch["fps"][index])}
-            yield LatentSample(key, latents[index], text[index], mask[index], batch["caption"][index], metadata)
+            yield LatentSample(key, latents[index], text[index], mask[index], batch["caption"][index], metadata,
+                               None if references is None else references[index])
 
 
 def remove_stale_shards(directory: Path, prefix: str, written: list[ShardStats]) -> list[Path]:

@@ -296,7 +296,8 @@ class VideoDataModule(ShardDataModule):
 
     def __init__(self, train_shards: str | Sequence[str], buckets: Sequence[Sequence[int]], batch_size: int,
                  target_fps: float = 24.0, random_crop: bool = True, aspect_tolerance: float = 0.15,
-                 filters: Mapping[str, Any] | None = None, decode_cache_mb: float = 0.0, **shard_options: Any):
+                 filters: Mapping[str, Any] | None = None, decode_cache_mb: float = 0.0, reference_downscale: int = 1,
+                 **shard_options: Any):
         super().__init__(train_shards, batch_size, **shard_options)
         if not decode_cache_mb >= 0:
             raise ValueError(f"data.decode_cache_mb must be >= 0 (0 = decode every use), got {decode_cache_mb!r}")
@@ -310,9 +311,16 @@ class VideoDataModule(ShardDataModule):
             valid = ", ".join(MetadataFilter.__dataclass_fields__)
             raise ValueError(f"data.filters: {error}; valid filters: {valid}") from None
         self.target_fps, self.random_crop, self.aspect_tolerance = float(target_fps), random_crop, aspect_tolerance
+        if not isinstance(reference_downscale, int) or reference_downscale < 1 or any(
+                bucket.height % (32 * reference_downscale) or bucket.width % (32 * reference_downscale)
+                for bucket in self.buckets):
+            raise ValueError(f"data.reference_downscale={reference_downscale!r}: an int >= 1 such that every bucket's "
+                             f"height and width stay multiples of 32 after dividing by it")
+        self.reference_downscale = reference_downscale
 
     def sample_stages(self, random: bool, rank: int) -> list[Any]:
         return [
             AssignBuckets(self.buckets, self.target_fps, self.metadata_filter, self.aspect_tolerance, self.seed, rank),
-            DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank, self.decode_cache_mb),
+            DecodeSamples(self.target_fps, random and self.random_crop, self.seed, rank, self.decode_cache_mb,
+                          self.reference_downscale),
         ]

@@ -34,6 +34,7 @@ class LatentSample:
     text_mask: torch.Tensor  # (L,)
     caption: str
     metadata: dict[str, Any]
+    reference_latents: torch.Tensor | None = None  # (C, F', H'/s, W'/s): an IC-LoRA pair's reference
 
     def check(self) -> None:
         if not KEY_PATTERN.match(self.key):
@@ -47,6 +48,8 @@ class LatentSample:
     def record(self) -> dict[str, str | bytes]:
         tensors = {"latents": self.latents.contiguous().cpu(), "text": self.text.contiguous().cpu(),
                    "text_mask": self.text_mask.to(torch.bool).contiguous().cpu()}
+        if self.reference_latents is not None:
+            tensors["reference_latents"] = self.reference_latents.contiguous().cpu()
         metadata = {**self.metadata, "latent_shape": list(self.latents.shape)}
         return {LATENT_EXTENSION: save_safetensors(tensors), "txt": self.caption, "json": json.dumps(metadata)}
 
@@ -67,9 +70,12 @@ class DecodeLatentSamples:
                 tensors = load_safetensors(sample[LATENT_EXTENSION])
                 metadata = json.loads(sample["json"])
                 latents = tensors["latents"]
-                yield {"key": key, "url": url, "latents": latents, "text": tensors["text"],
-                       "text_mask": tensors["text_mask"], "fps": float(metadata["fps"]),
-                       "caption": (sample.get("txt") or b"").decode("utf-8"), "bucket": tuple(latents.shape[1:])}
+                item = {"key": key, "url": url, "latents": latents, "text": tensors["text"],
+                        "text_mask": tensors["text_mask"], "fps": float(metadata["fps"]),
+                        "caption": (sample.get("txt") or b"").decode("utf-8"), "bucket": tuple(latents.shape[1:])}
+                if "reference_latents" in tensors:
+                    item["reference_latents"] = tensors["reference_latents"]  # (C, F', H'/s, W'/s)
+                yield item
             except (KeyError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as error:
                 yield skip_with_warning("decode_error", key, url, f"{type(error).__name__}: {error}")
 

@@ -19,7 +19,7 @@ import torch
 from webdataset.utils import pytorch_worker_info
 
 from ltx.data.buckets import Bucket, choose_bucket, fitting_buckets
-from ltx.data.schema import IMAGE_EXTENSION, VIDEO_EXTENSION, ClipMetadata, SchemaError
+from ltx.data.schema import IMAGE_EXTENSION, REFERENCE_EXTENSION, VIDEO_EXTENSION, ClipMetadata, SchemaError
 from ltx.data.transforms import effective_fps, resize_and_crop, window_indices
 from ltx.data.video_io import VideoDecodeError, decode_frames, decode_png
 
@@ -127,7 +127,7 @@ class AssignBuckets(_EpochSeeded):
                 yield Skip("no_fitting_bucket", key, url, f"{num_frames} frames at {meta.fps} fps")
                 continue
             yield {"key": key, "url": url, "meta": meta, "media": media, "data": sample[media],
-                   "caption": sample["txt"], "bucket": bucket}
+                   "caption": sample["txt"], "bucket": bucket, "reference": sample.get(REFERENCE_EXTENSION)}
 
 
 class DecodeSamples(_EpochSeeded):
@@ -140,9 +140,10 @@ class DecodeSamples(_EpochSeeded):
     with ``num_workers > 0`` each worker keeps its own, for as long as the worker lives.
     """
 
-    def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int, cache_mb: float = 0.0):
+    def __init__(self, target_fps: float, random_crop: bool, seed: int, rank: int, cache_mb: float = 0.0,
+                 reference_downscale: int = 1):
         super().__init__(seed, rank)
-        self.target_fps, self.random_crop = target_fps, random_crop
+        self.target_fps, self.random_crop, self.reference_downscale = target_fps, random_crop, reference_downscale
         self.cache_bytes = int(cache_mb * 2**20)
         self.cache: dict[tuple[str, str], np.ndarray] = {}  # (url, key) -> (N, h, w, 3) uint8
         self.cached_bytes, self.cache_full = 0, False
@@ -188,11 +189,32 @@ class DecodeSamples(_EpochSeeded):
             indices = window_indices(meta.num_frames, meta.fps, self.target_fps, bucket.frames, rng)
             frames = self._frames(sample, indices)  # (F, h, w, 3)
             fps = effective_fps(meta.fps, self.target_fps)
+        crop_state = rng.getstate()  # a reference clip is cropped with the same draws
         video = resize_and_crop(frames, bucket, rng if self.random_crop else None)  # (3, F, H, W)
         caption = sample["caption"]
         caption = caption.decode("utf-8") if isinstance(caption, bytes) else caption
-        return {"key": sample["key"], "url": sample["url"], "bucket": bucket, "video": video,
-                "caption": caption.strip(), "fps": fps, "metadata": meta.to_dict()}
+        decoded = {"key": sample["key"], "url": sample["url"], "bucket": bucket, "video": video,
+                   "caption": caption.strip(), "fps": fps, "metadata": meta.to_dict()}
+        if sample.get("reference") is not None:
+            decoded["reference_video"] = self._reference(sample, indices if sample["media"] != IMAGE_EXTENSION else None,
+                                                         crop_state, video.shape)
+        return decoded
+
+    def _reference(self, sample: dict[str, Any], indices: Sequence[int] | None, crop_state: Any,
+                   shape: torch.Size) -> torch.Tensor:
+        """The reference clip at the target's frame indices, resized and cropped with the target's draws, then
+        downscaled by ``reference_downscale``: `(3, F, H/s, W/s)`."""
+        if indices is None:
+            raise ValueError("an image sample cannot have a reference clip")
+        frames = decode_frames(sample["reference"], indices)  # (F, h, w, 3)
+        replay = random.Random()
+        replay.setstate(crop_state)
+        reference = resize_and_crop(frames, sample["bucket"], replay if self.random_crop else None)  # (3, F, H, W)
+        if reference.shape != shape:
+            raise ValueError(f"reference clip decodes to {tuple(reference.shape)}, the clip to {tuple(shape)}")
+        if self.reference_downscale > 1:
+            reference = torch.nn.functional.avg_pool2d(reference, self.reference_downscale)  # (3, F, H/s, W/s)
+        return reference
 
 
 class BatchByBucket:
@@ -253,6 +275,10 @@ def collate(samples: list[dict[str, Any]], skipped: Counter[str]) -> dict[str, A
     """Stack samples of one bucket: tensors stacked (video `(B, 3, F, H, W)`, latents ...), fps `(B,)`,
     lists for the rest, the bucket as a tuple."""
     batch: dict[str, Any] = {}
+    with_reference = {("reference_video" in sample) for sample in samples}
+    if len(with_reference) > 1:
+        raise ValueError(f"batch of {[sample['key'] for sample in samples]} mixes clips with and without a reference "
+                         f"clip ({REFERENCE_EXTENSION}): give every clip of a training set a reference, or none")
     for name, first in samples[0].items():
         if name == "bucket":
             continue

@@ -10,6 +10,9 @@ from typing import Any
 VIDEO_EXTENSION = "mp4"
 IMAGE_EXTENSION = "png"
 MEDIA_EXTENSIONS = (VIDEO_EXTENSION, IMAGE_EXTENSION)
+# IC-LoRA pairs: ``{key}.reference.mp4`` beside ``{key}.mp4`` holds the reference clip (same frame count, fps and
+# size as the target); the training batch then carries ``reference_video`` cropped exactly like ``video``.
+REFERENCE_EXTENSION = "reference.mp4"
 REQUIRED_FIELDS = (
     "source", "start_frame", "end_frame", "fps", "num_frames", "width", "height", "crop",
     "motion_score", "aesthetic_score", "caption_source",

@@ -14,20 +14,22 @@ from pathlib import Path
 
 import webdataset as wds
 
-from ltx.data.schema import IMAGE_EXTENSION, VIDEO_EXTENSION, ClipMetadata
+from ltx.data.schema import IMAGE_EXTENSION, REFERENCE_EXTENSION, VIDEO_EXTENSION, ClipMetadata
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")  # webdataset splits keys at the first dot
 
 
 @dataclass
 class ShardSample:
-    """One sample to write: ``media`` is mp4 bytes (``extension='mp4'``) or png bytes."""
+    """One sample to write: ``media`` is mp4 bytes (``extension='mp4'``) or png bytes; ``reference``: the mp4 of
+    an IC-LoRA reference clip (same frames, fps and size), written as ``{key}.reference.mp4``."""
 
     key: str
     media: bytes
     extension: str
     caption: str
     metadata: ClipMetadata
+    reference: bytes | None = None
 
     def check(self) -> None:
         if not KEY_PATTERN.match(self.key):
@@ -35,10 +37,15 @@ class ShardSample:
         if self.extension not in (VIDEO_EXTENSION, IMAGE_EXTENSION):
             raise ValueError(f"sample {self.key}: media must be .{VIDEO_EXTENSION} or .{IMAGE_EXTENSION}, got .{self.extension}")
         ClipMetadata.from_dict(self.metadata.to_dict())  # re-validate what will be written
+        if self.reference is not None and self.extension != VIDEO_EXTENSION:
+            raise ValueError(f"sample {self.key}: only a video (.{VIDEO_EXTENSION}) can have a reference clip")
 
     def record(self) -> dict[str, str | bytes]:
         """The tar members of this sample, by extension."""
-        return {self.extension: self.media, "txt": self.caption, "json": self.metadata.to_json()}
+        record = {self.extension: self.media, "txt": self.caption, "json": self.metadata.to_json()}
+        if self.reference is not None:
+            record[REFERENCE_EXTENSION] = self.reference
+        return record
 
 
 @dataclass
