@@ -69,8 +69,8 @@ data: $(STAMP) ## Curate raw videos into shards (ARGS="input=DIR output=DIR ..."
 train-vae: $(STAMP) ## Train the Video-VAE (no ARGS: the demo's recipe on the demo world, after `make demo`; else Hydra overrides)
 	$(PY) -m ltx.cli.train --config-name train_vae $(if $(ARGS),$(ARGS),experiment=vae_demo demo_dir=$(DEMO_DIR))
 
-sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", CHECKPOINT=path; IMAGE= LAST_IMAGE= frames, VIDEO= with MASK= or OUTPAINT=0.6, REFERENCE= (IC-LoRA), LORA=file [LORA_SCALE=1.0])
-	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(if $(CHECKPOINT),"checkpoint='$(CHECKPOINT)'") $(if $(LORA),"lora='$(LORA)'") $(if $(LORA_SCALE),lora_scale=$(LORA_SCALE)) $(if $(LAST_IMAGE),"last_image='$(LAST_IMAGE)'") $(if $(VIDEO),"video='$(VIDEO)'") $(if $(MASK),"mask='$(MASK)'") $(if $(OUTPAINT),outpaint=$(OUTPAINT)) $(if $(REFERENCE),"reference='$(REFERENCE)'") $(ARGS)
+sample: $(STAMP) ## Generate a video from the latest DiT checkpoint (PROMPT="...", CHECKPOINT=path; IMAGE= LAST_IMAGE= frames, VIDEO= with MASK=, OUTPAINT=0.6 or VIDEO_FRAMES=[0,1], REFERENCE= (IC-LoRA), LORA=file [LORA_SCALE=1.0])
+	$(PY) -m ltx.cli.sample $(if $(PROMPT),prompt="$(PROMPT)") $(if $(IMAGE),image="$(IMAGE)") $(if $(CHECKPOINT),"checkpoint='$(CHECKPOINT)'") $(if $(LORA),"lora='$(LORA)'") $(if $(LORA_SCALE),lora_scale=$(LORA_SCALE)) $(if $(LAST_IMAGE),"last_image='$(LAST_IMAGE)'") $(if $(VIDEO),"video='$(VIDEO)'") $(if $(MASK),"mask='$(MASK)'") $(if $(OUTPAINT),outpaint=$(OUTPAINT)) $(if $(VIDEO_FRAMES),"video_frames=$(VIDEO_FRAMES)") $(if $(REFERENCE),"reference='$(REFERENCE)'") $(ARGS)
 
 convert: $(STAMP) ## Convert a (distributed) checkpoint: CHECKPOINT=path OUT=dir -> single file, safetensors, diffusers
 	@test -n "$(CHECKPOINT)" -a -n "$(OUT)" || { echo "usage: make convert CHECKPOINT=path/to/x.ckpt OUT=dir [ARGS=--weights trained]"; exit 2; }

@@ -267,6 +267,7 @@ def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir,
     cases = {
         "interpolation": [f"image={sources / 'image_red_square.png'}", f"last_image={sources / 'image_red_square.png'}"],
         "inpainting": [f"video={sources / 'red_circle_stripes.mp4'}", f"mask={mask}"],
+        "prefix": [f"video={sources / 'red_circle_stripes.mp4'}", "video_frames=[0,1]"],
         "outpainting": [f"video={sources / 'red_circle_stripes.mp4'}", "outpaint=0.6"],
     }
     for name, inputs in cases.items():
@@ -281,6 +282,8 @@ def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir,
         torch.testing.assert_close(latents[kept], conditioning.latents[kept], rtol=0, atol=0)
         sample_run(cfg)
         assert probe_video((tmp_path / f"{name}.mp4").read_bytes()).num_frames == 17
+        if name == "prefix":  # extension: the video's first two latent frames are kept whole
+            assert given[0, :2].all() and not given[0, 2].any()
     assert given[0, :, :, 1].all() and not given[0, :, :, 0].any()  # outpaint 0.6 of a 2 x 3 grid: the centre column
     assert "conditioned (outpainting)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="give it as video=PATH"):

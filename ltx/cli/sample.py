@@ -128,7 +128,8 @@ def check_expected_vae(trained: LatentRecord, checkpoint: Path, vae_checkpoint: 
 
 def conditioning_from_inputs(vae: torch.nn.Module, cfg: DictConfig) -> FrameConditioning | None:
     """What the sample is given: ``image`` (first frame), ``last_image`` (last frame), ``video`` with ``mask``
-    (inpainting: white pixels kept) or ``outpaint`` (the centred fraction kept); combined when several are set."""
+    (inpainting: white pixels kept), ``outpaint`` (the centred fraction kept) or ``video_frames`` (latent frames
+    kept: prefix, suffix, keyframes); combined when several are set."""
     latent_frames = 1 + (cfg.frames - 1) // 8
     first = last = region = None
     if cfg.get("image"):
@@ -137,17 +138,24 @@ def conditioning_from_inputs(vae: torch.nn.Module, cfg: DictConfig) -> FrameCond
     if cfg.get("last_image"):
         last = last_image_conditioning(vae, read_image(cfg.last_image, cfg.height, cfg.width), latent_frames,
                                        noise_scale=cfg.image_noise_scale)
-    if cfg.get("mask") or cfg.get("outpaint"):
+    sources = [key for key in ("mask", "outpaint", "video_frames") if cfg.get(key) is not None]
+    if sources:
         if not cfg.get("video"):
-            raise ValueError("mask= (inpainting) and outpaint= keep part of a video: give it as video=PATH")
-        if cfg.get("mask") and cfg.get("outpaint"):
-            raise ValueError("give mask= (inpainting) or outpaint= (a centred fraction), not both")
+            raise ValueError(f"{sources[0]}= keeps part of a video (inpainting, outpainting, given frames): give it as "
+                             f"video=PATH")
+        if len(sources) > 1:
+            raise ValueError(f"give one of mask= (inpainting), outpaint= (a centred fraction) and video_frames= "
+                             f"(latent frames of the video), not {' and '.join(sources)}")
         video = read_video(cfg.video, cfg.frames, cfg.height, cfg.width)  # (1, 3, F, H, W)
-        given = read_mask(cfg.mask, cfg.height, cfg.width) if cfg.get("mask") else \
-            centre_box(cfg.height, cfg.width, float(cfg.outpaint))
+        if cfg.get("video_frames") is not None:
+            given = frames_mask(list(cfg.video_frames), latent_frames, cfg.height // 32, cfg.width // 32)
+        elif cfg.get("mask"):
+            given = read_mask(cfg.mask, cfg.height, cfg.width)
+        else:
+            given = centre_box(cfg.height, cfg.width, float(cfg.outpaint))
         region = region_conditioning(vae, video, given)
     elif cfg.get("video"):
-        raise ValueError("video= is the source of mask= (inpainting) or outpaint=: set one of them")
+        raise ValueError("video= is the source of mask= (inpainting), outpaint= or video_frames=: set one of them")
     return merge_conditionings(first, last, region)
 
 
@@ -167,10 +175,10 @@ def reference_from_input(vae: torch.nn.Module, cfg: DictConfig) -> torch.Tensor 
 
 
 def conditioning_description(cfg: DictConfig) -> str:
-    if cfg.get("image") and not any(cfg.get(key) for key in ("last_image", "mask", "outpaint")):
+    if cfg.get("image") and not any(cfg.get(key) for key in ("last_image", "mask", "outpaint", "video_frames")):
         return "image-to-video"
     given = [name for name, key in (("first frame", "image"), ("last frame", "last_image"), ("inpainting", "mask"),
-                                    ("outpainting", "outpaint")) if cfg.get(key)]
+                                    ("outpainting", "outpaint"), ("video frames", "video_frames")) if cfg.get(key)]
     return f"conditioned ({', '.join(given)})" if given else "text-to-video"
 
 
@@ -187,6 +195,17 @@ def read_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
     """A mask image as `(H, W)` bool, true where it is white (kept), resized and centre-cropped like the video."""
     pixels = resize_and_crop(decode_png(Path(path).read_bytes())[None], Bucket(1, height, width), rng=None)
     return pixels[:, 0].mean(dim=0) > 0.0  # (H, W): brighter than mid-grey
+
+
+def frames_mask(indices: list[int], latent_frames: int, height: int, width: int) -> torch.Tensor:
+    """`(1, F', H', W')` bool: the latent frames ``indices`` (negative counts from the end) of the video are
+    given: [0, 1] extends forwards (prefix), [-1] backwards (suffix), any set gives keyframes."""
+    frames = torch.zeros(1, latent_frames, dtype=torch.bool)
+    for index in indices:
+        if not -latent_frames <= int(index) < latent_frames:
+            raise ValueError(f"video_frames: latent frame {index} is outside the sample's {latent_frames} latent frames")
+        frames[0, int(index)] = True
+    return frames[:, :, None, None].expand(1, latent_frames, height, width)
 
 
 def centre_box(height: int, width: int, fraction: float) -> torch.Tensor:
