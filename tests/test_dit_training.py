@@ -280,12 +280,13 @@ def test_sample_command_first_last_inpainting_and_outpainting(dit_run, demo_dir,
         kept = given.unsqueeze(1).expand_as(latents)
         assert kept.any() and not kept.all(), name
         torch.testing.assert_close(latents[kept], conditioning.latents[kept], rtol=0, atol=0)
-        sample_run(cfg)
-        assert probe_video((tmp_path / f"{name}.mp4").read_bytes()).num_frames == 17
+        if name == "inpainting":  # the command end to end once (the others share its code path)
+            sample_run(cfg)
+            assert probe_video((tmp_path / f"{name}.mp4").read_bytes()).num_frames == 17
         if name == "prefix":  # extension: the video's first two latent frames are kept whole
             assert given[0, :2].all() and not given[0, 2].any()
     assert given[0, :, :, 1].all() and not given[0, :, :, 0].any()  # outpaint 0.6 of a 2 x 3 grid: the centre column
-    assert "conditioned (outpainting)" in capsys.readouterr().out
+    assert "conditioned (inpainting)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="give it as video=PATH"):
         conditioning_from_inputs(module.vae, compose_config("sample", [*common, "outpaint=0.5"]))
 
