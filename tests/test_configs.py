@@ -163,3 +163,14 @@ def test_adamw8bit_stops_a_cpu_run_with_a_clear_error(demo_dir, tmp_path):
     assert cfg.optimizer.lr == 1.0e-4 and list(cfg.optimizer.betas) == [0.9, 0.999]  # the stage's values
     with pytest.raises(RuntimeError, match="optimizer=adamw8bit .* needs a CUDA GPU .* use optimizer=adamw"):
         run_training(cfg)
+
+
+def test_the_vae_demo_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from ltx.training import precision
+
+    cfg = compose_config("train_vae", ["experiment=vae_demo"])
+    assert cfg.trainer.precision == precision.cpu_precision("bf16-mixed")  # resolved for this machine
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert cfg.trainer.precision == "32-true"
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    assert cfg.trainer.precision == "bf16-mixed"
