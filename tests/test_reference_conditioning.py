@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose_config
+from test_sampling import tiny_transformer
 
-from ltx.models.dit import VideoTransformer, dit_config
 from ltx.models.dit.transformer import reference_tokens
 from ltx.positional.coordinates import LatentGrid
 from ltx.sampling import EulerFlowSampler
@@ -16,18 +16,9 @@ from ltx.training.dit_module import DiTModule
 from ltx.training.randomness import BatchRandomness
 
 
-def randomised_dit() -> VideoTransformer:
-    torch.manual_seed(0)
-    model = VideoTransformer(dit_config("tiny")).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and not module.weight.any():
-            torch.nn.init.normal_(module.weight, std=0.2)
-    return model
-
-
 @pytest.mark.parametrize("scale", [1, 2])
 def test_reference_tokens_are_appended_at_t0_on_the_targets_grid(scale):
-    model = randomised_dit()
+    model = tiny_transformer()  # the zero-initialised projections randomised
     latents, text = torch.randn(2, 128, 2, 4, 6), torch.randn(2, 5, 32)
     reference = torch.randn(2, 128, 2, 4 // scale, 6 // scale)
     seen = {}

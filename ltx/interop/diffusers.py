@@ -147,10 +147,14 @@ def vae_diffusers_can_describe(config: VAEConfig) -> bool:
 def export_vae_native(model: VideoAutoencoder, path: str | Path) -> Path:
     """Write ``model`` as ``vae.safetensors`` plus our ``ltx_vae_config.json``, for VAEs diffusers cannot
     describe (per-channel log-variance); ``load_vae(path / "vae.safetensors", VAEConfig(**json))`` reads it."""
-    path = Path(path)
+    return _write_native(model, model.config.to_dict(), Path(path), "vae.safetensors", "ltx_vae_config.json")
+
+
+def _write_native(model: torch.nn.Module, config: dict[str, Any], path: Path, weights: str, config_name: str) -> Path:
+    """Our own layout, for models diffusers cannot describe: safetensors weights and our config as JSON."""
     path.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous_state(model), str(path / "vae.safetensors"), metadata={"format": "pt"})
-    (path / "ltx_vae_config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+    save_file(_contiguous_state(model), str(path / weights), metadata={"format": "pt"})
+    (path / config_name).write_text(json.dumps(config, indent=2))
     return path
 
 
@@ -217,11 +221,8 @@ def diffusers_can_describe(config: DiTConfig) -> bool:
 def export_transformer_native(model: VideoTransformer, path: str | Path) -> Path:
     """Write ``model`` as ``transformer.safetensors`` plus our ``ltx_dit_config.json``, for DiTs diffusers
     cannot describe; ``load_transformer(path / "transformer.safetensors", DiTConfig(**json))`` reads it."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous_state(model), str(path / "transformer.safetensors"), metadata={"format": "pt"})
-    (path / "ltx_dit_config.json").write_text(json.dumps(dataclasses.asdict(model.config), indent=2))
-    return path
+    return _write_native(model, dataclasses.asdict(model.config), Path(path), "transformer.safetensors",
+                         "ltx_dit_config.json")
 
 
 SCHEDULER_CONFIG = {  # the release's FlowMatchEulerDiscreteScheduler settings (token-count shift, terminal 0.1)

@@ -63,7 +63,7 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], LoraConfi
         raise FileNotFoundError(f"no LoRA file at {file}: give a .safetensors file or a directory with {LORA_WEIGHTS_NAME}")
     with safe_open(str(file), framework="pt") as handle:
         metadata = handle.metadata() or {}
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     unprefixed = [name for name in tensors if not name.startswith(PREFIX)]
     if unprefixed:
         raise ValueError(f"{file} has weights outside the transformer ({unprefixed[:3]}...): only transformer LoRAs "

@@ -5,7 +5,7 @@ group (``full`` or ``lora``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -53,7 +53,7 @@ class FinetuneSettings:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> FinetuneSettings:
         values = dict(cfg or {})
-        known = {"mode", "rank", "alpha", "dropout", "target_modules", "base_dtype"}
+        known = {field.name for field in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown finetune settings {sorted(unknown)}; valid: {', '.join(sorted(known))}")
@@ -128,7 +128,7 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     try:
         state = {}
         for name, tensor in model.state_dict().items():
-            if ".lora_" in name or ".lora_dropout" in name:
+            if ".lora_" in name:  # lora_A / lora_B (and peft's lora_ containers): not part of the merged model
                 continue
             state[name.replace(".base_layer.", ".")] = tensor.detach().clone()
     finally:
