@@ -6,16 +6,28 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import av
 import cv2
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import av
 
 # AVColorSpace values OpenCV's I420 conversions match (ITU-R BT.601; unspecified is treated as BT.601 by
 # FFmpeg's swscale too), and AVColorRange values for limited ("MPEG", 16-235) range or unspecified.
 BT601_COLORSPACES = (2, 5, 6)  # unspecified, BT470BG, SMPTE170M
 LIMITED_RANGES = (0, 1)  # unspecified, MPEG
+
+
+def _pyav() -> ModuleType:
+    """PyAV, imported at first use: code that never touches a video file (training from latents, the GPU
+    check in benchmarks/gpu_check.py) runs where PyAV is not installed."""
+    import av
+
+    return av
 
 
 class VideoDecodeError(RuntimeError):
@@ -59,7 +71,7 @@ def rgb_to_frame(image: np.ndarray) -> av.VideoFrame:
     """An even-sized `(H, W, 3) uint8` RGB image as a yuv420p frame (BT.601 limited range, as swscale's
     default), converted with OpenCV: the encoder then needs no swscale conversion."""
     planes = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)  # (H * 3/2, W)
-    return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    return _pyav().VideoFrame.from_ndarray(planes, format="yuv420p")
 
 
 def encode_mp4(frames: Iterable[np.ndarray], fps: float, crf: int = 18, preset: str = "medium",
@@ -92,7 +104,7 @@ def encode_i420_mp4(planes: Iterable[np.ndarray], fps: float, crf: int = 18, pre
         for plane in planes:
             if plane.dtype != np.uint8 or plane.ndim != 2 or plane.shape[0] % 3 or plane.shape[1] % 2:
                 raise ValueError(f"I420 frames must be (H * 3/2, W) uint8 with H and W even, got {plane.shape}")
-            yield av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p")
+            yield _pyav().VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="yuv420p")
 
     return _encode_h264(wrapped(), fps, crf, preset, threads)
 
@@ -100,6 +112,7 @@ def encode_i420_mp4(planes: Iterable[np.ndarray], fps: float, crf: int = 18, pre
 def _encode_h264(frames: Iterable[av.VideoFrame], fps: float, crf: int, preset: str, threads: int) -> bytes:
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    av = _pyav()
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = None
@@ -119,6 +132,7 @@ def _encode_h264(frames: Iterable[av.VideoFrame], fps: float, crf: int, preset: 
 
 def probe_video(data: bytes) -> VideoInfo:
     """Read fps, frame count (counted by decoding when the container does not say), size, codec."""
+    av = _pyav()
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
@@ -139,6 +153,7 @@ def decode_frames(data: bytes, indices: Sequence[int]) -> np.ndarray:
     wanted = sorted(set(indices))
     last = wanted[-1]
     found: dict[int, np.ndarray] = {}
+    av = _pyav()
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:

@@ -261,8 +261,17 @@ def export_pipeline(vae: VideoAutoencoder, transformer: VideoTransformer, text_e
     (path / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG, indent=2))
     for name, source in sources.items():
         shutil.copytree(source, path / name, dirs_exist_ok=True)
-    (path / "model_index.json").write_text(json.dumps(PIPELINE_INDEX, indent=2))
+    index = {**PIPELINE_INDEX, "tokenizer": ["transformers", _tokenizer_class(sources["tokenizer"])]}
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
     return path
+
+
+def _tokenizer_class(directory: Path) -> str:
+    """The transformers class the pipeline loads the tokenizer with: T5TokenizerFast for a T5 tokenizer (the
+    release's), the generic PreTrainedTokenizerFast for one saved as such (the tiny word-level stand-in of
+    ltx.text.tiny, which a T5 tokenizer class would rebuild as SentencePiece under transformers 5)."""
+    saved = json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    return "PreTrainedTokenizerFast" if saved in ("PreTrainedTokenizerFast", "TokenizersBackend") else "T5TokenizerFast"
 
 
 def _text_encoder_width(directory: Path) -> int:

@@ -11,9 +11,15 @@ from torch import nn
 from ltx.losses.reconstruction import masked_mean
 from ltx.registry import LOSSES
 
-with warnings.catch_warnings():  # pytorch_wavelets' dtcwt module imports the deprecated pkg_resources
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    from pytorch_wavelets import DWT1DForward, DWTForward
+
+def _pytorch_wavelets():
+    """pytorch_wavelets, imported at first use (it needs PyWavelets and setuptools' pkg_resources, which
+    training without the DWT loss, e.g. the GPU check in benchmarks/gpu_check.py, does not)."""
+    with warnings.catch_warnings():  # pytorch_wavelets' dtcwt module imports the deprecated pkg_resources
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pytorch_wavelets
+
+    return pytorch_wavelets
 
 # Subband order of `haar_subbands_3d`: temporal band first (L/H), then the spatial band in
 # pytorch_wavelets' order (ll, then its three detail bands lh, hl, hh). Index 0 is the all-low band.
@@ -31,8 +37,9 @@ class HaarTransform3d(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.spatial = DWTForward(J=1, wave="haar", mode="zero")
-        self.temporal = DWT1DForward(J=1, wave="haar", mode="zero")
+        wavelets = _pytorch_wavelets()
+        self.spatial = wavelets.DWTForward(J=1, wave="haar", mode="zero")
+        self.temporal = wavelets.DWT1DForward(J=1, wave="haar", mode="zero")
         with torch.no_grad():
             impulses = torch.eye(8).reshape(8, 1, 2, 2, 2)  # (8 positions, C=1, F=2, H=2, W=2)
             response = self.library_transform(impulses).reshape(8, 8)  # (position, band)

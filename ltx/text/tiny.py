@@ -45,7 +45,7 @@ def write_tiny_t5(directory: str | Path, words: Iterable[str], dim: int = 32, se
     Weights depend only on ``seed`` and the vocabulary; the global RNG is left untouched.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
     directory = Path(directory)
     vocab = dict(SPECIAL_TOKENS)
@@ -55,8 +55,11 @@ def write_tiny_t5(directory: str | Path, words: Iterable[str], dim: int = 32, se
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(  # T5 ends every sequence with </s>
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
-    tokenizer = T5TokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                extra_ids=0, model_max_length=128)
+    # The generic fast class keeps this word-level tokenizer as it is under transformers 4 and 5 alike
+    # (transformers 5's T5 tokenizer class rebuilds a SentencePiece-style Unigram from the vocabulary).
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=128,
+                                        model_input_names=["input_ids", "attention_mask"])
     tokenizer.save_pretrained(directory / "tokenizer")
     config = T5Config(vocab_size=len(vocab), d_model=dim, d_ff=2 * dim, num_layers=2, num_heads=2, d_kv=dim // 2,
                       relative_attention_num_buckets=8, relative_attention_max_distance=32,
