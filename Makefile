@@ -10,10 +10,11 @@ DEMO_VAE = $(DEMO_DIR)/vae_run/checkpoints/last.ckpt
 DEMO_STATS = $(DEMO_DIR)/latent_stats.safetensors
 DEMO_CLIPS ?= 3000
 DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the VAE and shape targets (~27 min, estimated)
+GPU_CHECK_OUT ?= outputs/gpu-check
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick memory-plan ablations ablations-quick registry clean
+.PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick memory-plan gpu-check gpu-wheels ablations ablations-quick registry clean
 
 help: ## List the targets with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -99,6 +100,12 @@ bench-quick: $(STAMP) ## A smoke run of the benchmarks (small sizes) -> outputs/
 
 memory-plan: $(STAMP) ## Bytes per GPU of full and LoRA fine-tuning of the 2B / 13B DiTs at 121x768x512 under FSDP2 (benchmarks/results/memory_plan.md)
 	$(PY) -m benchmarks.memory_plan --out benchmarks/results $(ARGS)
+
+gpu-check: $(STAMP) ## The prepared GPU check (CUDA, ~8 min): DiT/VAE vs diffusers, 2B bf16 steps, FSDP2, sampling -> GPU_CHECK_OUT (ARGS=--dry-run: CPU)
+	$(PY) -m benchmarks.gpu_check --out $(GPU_CHECK_OUT) $(ARGS)
+
+gpu-wheels: $(STAMP) ## Download the wheels the lent GPU machine lacks into .whl/ and print the device command (benchmarks/README.md)
+	$(PY) -m benchmarks.gpu_wheels --dest .whl
 
 ablations: $(STAMP) ## The paper's ablations at small scale -> experiments/<name>/results.md + plots (~25 min CPU; ARGS="rope_spacing ...")
 	$(PY) -m experiments $(ARGS)

@@ -11,7 +11,7 @@ from helpers import HYDRA_CONFIGS, REPO_ROOT, compose_config, demo_recipe, hydra
 from omegaconf import OmegaConf
 
 USER_TARGETS = ("venv", "test", "lint", "demo", "data", "latents", "train-vae", "train-dit", "sample", "convert",
-                "reconstruct", "latent-stats", "bench", "bench-quick", "ablations", "ablations-quick", "registry")
+                "reconstruct", "latent-stats", "bench", "bench-quick", "gpu-check", "gpu-wheels", "ablations", "ablations-quick", "registry")
 
 
 def make(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
