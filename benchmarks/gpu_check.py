@@ -754,6 +754,7 @@ def run_check(plan: Plan, out: Path, sections: list[str], total_s: float | None 
         for result in results:
             if budget.total_left() <= 0:
                 result.notes.append("not run: the check's time is spent")
+                write_report(out, results, info, budget.elapsed())
                 continue
             budget.start_section(result.name)
             start = time.perf_counter()

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 from helpers import REPO_ROOT
@@ -105,6 +106,26 @@ def test_without_a_gpu_the_check_asks_for_the_dry_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.main(["--out", str(tmp_path)])
     assert "no CUDA device here" in capsys.readouterr().err
+
+
+def test_a_large_size_that_would_not_fit_is_shrunk_and_the_report_says_so(tmp_path):
+    huge, fits = (64, 64, 64), (3, 4, 8)  # 262,144 tokens would take hours on CPU
+    plan = replace(gpu_check.DRY_PLAN, dit_grids=(((2, 2, 4),), (huge, fits)))
+    (result,) = gpu_check.run_check(plan, tmp_path, ["dit_train"])
+    assert result.status == "ok", result.error
+    assert {row["case"].rsplit(", ", 1)[0] for row in result.rows} == {"16 tokens (2x2x4)", "96 tokens (3x4x8)"}
+    (note,) = [note for note in result.notes if note.startswith("large size")]
+    assert note.startswith("large size: shrunk from 262144 tokens (64x64x64) (predicted ")
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["sections"]["dit_train"]["notes"] == result.notes
+
+
+def test_sections_past_the_checks_time_are_reported_as_not_run(tmp_path):
+    results = gpu_check.run_check(gpu_check.DRY_PLAN, tmp_path, ["gemm", "vae"], total_s=1e-9)
+    assert [result.status for result in results] == ["not run", "not run"]
+    sections = json.loads((tmp_path / "gpu_check.json").read_text())["sections"]
+    assert sections["vae"]["notes"] == ["not run: the check's time is spent"]
+    assert "## gemm: not run" in (tmp_path / "gpu_check.md").read_text()
 
 
 def test_wheel_list_is_pinned_and_unpinned_lines_are_refused(tmp_path):
