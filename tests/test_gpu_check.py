@@ -17,7 +17,7 @@ import textwrap
 from dataclasses import replace
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, compose_config
 
 from benchmarks import gpu_check, gpu_wheels
 from benchmarks.gpu_budget import Budget, choose_size
@@ -98,6 +98,19 @@ def test_the_gpu_plan_fits_the_device_limits():
     assert plan.sample_steps == 40 and plan.fsdp_steps == 10
     command = gpu_wheels.DEVICE_COMMAND.format(dest=gpu_wheels.DEFAULT_DEST)
     assert len(command) <= 2000  # the device tool's command limit
+
+
+def test_the_gpu_plans_fsdp_command_line_composes_the_2b_width_on_nccl(tmp_path):
+    from benchmarks.gpu_sections_pipeline import fsdp_overrides
+
+    plan = gpu_check.GPU_PLAN
+    config = compose_config("train_dit", fsdp_overrides(plan, tmp_path / "run", tmp_path / "t5", 4096))
+    assert config.trainer.accelerator == "gpu" and config.trainer.devices == 1 and config.trainer.max_steps == 10
+    assert "FullyShardedStrategy" in config.trainer.strategy._target_
+    assert config.model.dit.preset == "ltx-video-2b-0.9.1" and dict(config.model.dit.overrides) == {"num_layers": 4}
+    assert config.parallel.activation_checkpointing and config.parallel.param_dtype == "bfloat16"
+    assert list(config.data.latent_shape) == [16, 16, 24] and config.data.text_dim == 4096
+    assert config.callbacks.checkpoint.every_n_train_steps == 10 and config.run_dir == str(tmp_path / "run")
 
 
 def test_without_a_gpu_the_check_asks_for_the_dry_run(tmp_path, capsys):
