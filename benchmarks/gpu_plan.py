@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.gpu_budget import Budget
 
-SECTIONS = ("correctness", "gemm", "dit_train", "fsdp", "vae", "sampling")
+SECTIONS = ("correctness", "gemm", "dit_train", "fsdp", "vae", "sampling", "dit_compiled")
 PROMPT = "a red car drives on the beach at sunset"
 Grid = tuple[int, int, int]  # latent (F', H', W')
 Clip = tuple[int, int, int]  # pixel (frames, height, width)
@@ -23,8 +23,9 @@ class Plan:
 
     name: str
     device: str
-    shares: dict[str, float]  # seconds per section
+    shares: dict[str, float]  # seconds per section: what it plans sizes for
     total_s: float
+    grace_s: float  # a section still running this long after its share is stopped (a hard limit, see gpu_check)
     # correctness: overrides of the tiny presets, a latent grid and a pixel clip
     correctness_dit: dict[str, Any]
     correctness_grid: Grid
@@ -61,7 +62,8 @@ class Plan:
 
 GPU_PLAN = Plan(
     name="gpu", device="cuda",
-    shares={"correctness": 20, "gemm": 10, "dit_train": 200, "fsdp": 70, "vae": 65, "sampling": 75}, total_s=470,
+    shares={"correctness": 20, "gemm": 10, "dit_train": 130, "fsdp": 70, "vae": 65, "sampling": 75, "dit_compiled": 90},
+    total_s=470, grace_s=30,
     correctness_dit={"num_attention_heads": 8, "attention_head_dim": 64, "num_layers": 4, "cross_attention_dim": 512,
                      "caption_channels": 256},
     correctness_grid=(5, 16, 16), correctness_clip=(17, 128, 128),
@@ -79,7 +81,8 @@ GPU_PLAN = Plan(
 )
 DRY_PLAN = Plan(
     name="dry-run", device="cpu",
-    shares={"correctness": 60, "gemm": 20, "dit_train": 120, "fsdp": 240, "vae": 90, "sampling": 90}, total_s=600,
+    shares={"correctness": 60, "gemm": 20, "dit_train": 120, "fsdp": 240, "vae": 90, "sampling": 90, "dit_compiled": 120},
+    total_s=700, grace_s=120,
     correctness_dit={"num_attention_heads": 2, "attention_head_dim": 16, "num_layers": 2, "cross_attention_dim": 32},
     correctness_grid=(2, 4, 4), correctness_clip=(9, 64, 64),
     gemm_size=256, gemm_repeats=3,
@@ -98,7 +101,7 @@ class SectionResult:
     """One section's outcome: rows (flat dicts, ``case`` first), notes, and the error if it failed."""
 
     name: str
-    status: str = "not run"  # ok | failed | not run
+    status: str = "not run"  # ok | failed | timed out | not run
     seconds: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -120,6 +123,9 @@ class Context:
     workdir: Path
     measured: dict[str, float] = field(default_factory=dict)
     t5_dirs: dict[int, Path] = field(default_factory=dict)
+    dit_grids: list[Grid] = field(default_factory=list)  # the grids dit_train ran at (dit_compiled repeats them)
+    dit_flops: dict[Grid, int] = field(default_factory=dict)  # FLOPs of one training step per grid
+    dit_step_s: dict[tuple[str, Grid], float] = field(default_factory=dict)  # (variant, grid) -> median step
 
     def tiny_t5(self, dim: int) -> Path:
         """A tiny random T5 (tokenizer/ + text_encoder/) with ``dim``-wide features, written once."""

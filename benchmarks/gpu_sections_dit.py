@@ -73,13 +73,13 @@ def section_gemm(context: Context, result: SectionResult) -> None:
 
 
 class DiTCases:
-    """The DiT section's cases: one model (ours, then compiled in place), a diffusers twin, their rows."""
+    """Training-step cases of the DiT sections: our model, its rows, and what they share through the context
+    (FLOPs and step times per grid)."""
 
     def __init__(self, context: Context, result: SectionResult) -> None:
         self.context, self.result = context, result
         self.plan, self.device = context.plan, context.plan.torch_device
         self.ours = build_dit(self.plan.dit_preset, self.plan.dit_overrides, self.device).train()
-        self.flops_by_grid: dict[Grid, int] = {}
         self.peak = context.measured.get("gemm_bf16_flop_per_s")
         parameters = sum(p.numel() for p in self.ours.parameters())
         result.notes.append(f"{self.plan.dit_preset} {self.plan.dit_overrides or ''}: {parameters / 1e9:.2f}B "
@@ -90,11 +90,12 @@ class DiTCases:
         """One row: ``warmup`` + ``dit_steps`` training steps of ``model`` at ``grid``; None on out-of-memory
         (recorded as a row with the error)."""
         case = f"{describe_grid(grid)}, {variant}"
+        flops_by_grid = self.context.dit_flops
         optimizer = make_optimizer("diffusers" if variant == "diffusers" else "ours", model, "train_dit")
         step = train_step(model, velocity, dit_inputs(self.ours.config, grid, self.device), optimizer, self.device)
         try:
             values = measure_steps(step, self.plan.dit_steps, self.device, warmup=warmup,
-                                   count_flops=grid not in self.flops_by_grid)
+                                   count_flops=grid not in flops_by_grid)
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
@@ -104,7 +105,8 @@ class DiTCases:
             del optimizer, step
             model.zero_grad(set_to_none=True)
             free_memory(self.device)
-        flops = self.flops_by_grid.setdefault(grid, values.pop("flops_per_step", 0))
+        flops = flops_by_grid.setdefault(grid, values.pop("flops_per_step", 0))
+        self.context.dit_step_s[(variant, grid)] = values["step_s"]
         row = self.result.add(case, tokens_per_s=grid_tokens(grid) / values["step_s"],
                               tflop_per_s=flops / values["step_s"] / 1e12,
                               mfu=flops / values["step_s"] / self.peak if self.peak else None, **values)
@@ -113,16 +115,15 @@ class DiTCases:
         return row
 
     def choose_grids(self, calibration: dict[str, Any]) -> list[Grid]:
-        """The first grid, then for each larger wanted size the largest candidate whose three variants (plus a
-        compilation) fit what the section has left after the first grid's remaining variants."""
+        """The first grid, then for each larger wanted size the largest candidate at which ours and diffusers
+        fit what the section has left after diffusers' run at the first grid."""
         plan, first = self.plan, self.plan.dit_grids[0][0]
         calls = plan.dit_steps + 2
 
         def predicted(grid: Grid) -> float:  # attention makes a step grow faster than the token count
-            per_step = calibration["step_s"] * (grid_tokens(grid) / grid_tokens(first)) ** 1.5
-            return 3 * calls * per_step + plan.compile_allowance_s
+            return 2 * calls * calibration["step_s"] * (grid_tokens(grid) / grid_tokens(first)) ** 1.5
 
-        left = self.context.budget.section_left() - (2 * calls * calibration["step_s"] + plan.compile_allowance_s)
+        left = self.context.budget.section_left() - calls * calibration["step_s"]
         grids = [first]
         for candidates in plan.dit_grids[1:]:
             grid, note = choose_size(candidates, predicted, left, describe_grid)
@@ -140,40 +141,52 @@ class DiTCases:
                 return candidate
         return None
 
-    def run_variant(self, variant: str, model, velocity: Callable, grids: list[Grid], warmup: int) -> None:
-        for grid in grids:
-            if self.context.budget.section_left() <= 0:
-                self.result.notes.append(f"{variant} at {describe_grid(grid)}: out of time")
-                continue
-            self.run(variant, model, velocity, grid, warmup)
-
-    def add_speed_ratios(self, grids: list[Grid]) -> None:
-        """``speed_vs_diffusers`` (diffusers' step time / this row's) on every row of a grid diffusers ran at."""
-        rows = [row for row in self.result.rows if "step_s" in row]
-        for grid in grids:
-            name = describe_grid(grid)
-            theirs = next((row for row in rows if row["case"] == f"{name}, diffusers"), None)
-            for row in (r for r in rows if theirs and r["case"].startswith(f"{name},")):
-                row["speed_vs_diffusers"] = theirs["step_s"] / row["step_s"]
+    def add_speed_ratios(self) -> None:
+        """``speed_vs_diffusers`` (diffusers' step time at the row's grid / the row's) where diffusers ran."""
+        for row in self.result.rows:
+            grid = next((g for g in self.context.dit_grids if row["case"].startswith(f"{describe_grid(g)},")), None)
+            theirs = self.context.dit_step_s.get(("diffusers", grid))
+            if "step_s" in row and theirs is not None:
+                row["speed_vs_diffusers"] = theirs / row["step_s"]
 
 
 def section_dit_train(context: Context, result: SectionResult) -> None:
-    """The DiT training step at the plan's token counts: ours eager, diffusers eager, ours compiled. The
-    first (small) grid calibrates the prediction that sizes the large one."""
-    from ltx.training.parallelize import apply_compile
-
+    """The DiT training step at the plan's token counts, ours and diffusers' eager. The first (small) grid
+    calibrates the prediction that sizes the large one."""
     cases = DiTCases(context, result)
     first = context.plan.dit_grids[0][0]
     calibration = cases.run("ours", cases.ours, our_velocity, first)
     if calibration is None:
         return
     context.measured["dit_forward_s_per_token"] = calibration["step_s"] / 3 / grid_tokens(first)
-    grids = [first] + [grid for grid in map(cases.run_ours_shrinking_on_oom, cases.choose_grids(calibration)[1:])
-                       if grid is not None]
+    large = [cases.run_ours_shrinking_on_oom(grid) for grid in cases.choose_grids(calibration)[1:]]
+    context.dit_grids[:] = [first] + [grid for grid in large if grid is not None]
     reference = diffusers_transformer(cases.ours, context.plan.torch_device).train()
-    cases.run_variant("diffusers", reference, reference_velocity, grids, warmup=1)
-    del reference
-    free_memory(context.plan.torch_device)
+    for grid in context.dit_grids:
+        if context.budget.section_left() <= 0:
+            result.notes.append(f"diffusers at {describe_grid(grid)}: out of time")
+            continue
+        cases.run("diffusers", reference, reference_velocity, grid)
+    cases.add_speed_ratios()
+
+
+def section_dit_compiled(context: Context, result: SectionResult) -> None:
+    """Ours with ``parallel.compile=true`` (every block compiled in place) at the grids dit_train ran, the large
+    one only if its predicted cost (a compilation plus the eager steps) fits. Last in the check: a compilation
+    that takes unexpectedly long then costs no other section its time."""
+    from ltx.training.parallelize import apply_compile
+
+    if not context.dit_grids:
+        raise RuntimeError("dit_compiled repeats dit_train's sizes, and dit_train measured none: run dit_train first")
+    cases = DiTCases(context, result)
     apply_compile(cases.ours, backend=context.plan.compile_backend)
-    cases.run_variant("ours compiled", cases.ours, our_velocity, grids, warmup=2)
-    cases.add_speed_ratios(grids)
+    calls = context.plan.dit_steps + 3
+    for grid in context.dit_grids:
+        eager = context.dit_step_s.get(("ours", grid), 0.0)
+        predicted = context.plan.compile_allowance_s + calls * eager
+        if grid != context.dit_grids[0] and predicted > context.budget.section_left():
+            result.notes.append(f"{describe_grid(grid)}: skipped, predicted {predicted:.0f} s (a compilation and "
+                                f"{calls} steps), {context.budget.section_left():.0f} s left")
+            continue
+        cases.run("ours compiled", cases.ours, our_velocity, grid, warmup=2)
+    cases.add_speed_ratios()
