@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.gemm import DTYPES, device
+from benchmarks.gpu_measure import reference_velocity
 from benchmarks.harness import Row, comparison, interleave, make_optimizer, optimizer_note
 from ltx.interop.diffusers import export_transformer
 from ltx.models.dit import VideoTransformer, dit_config, patchify_latents
@@ -66,11 +67,7 @@ def our_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.T
 
 
 def reference_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    latents = inputs["latents"]
-    _, _, frames, height, width = latents.shape
-    prediction = model(patchify_latents(latents), inputs["text"], inputs["timestep"] * 1000, inputs["mask"],
-                       num_frames=frames, height=height, width=width, rope_interpolation_scale=(8 / 24.0, 32, 32),
-                       return_dict=False)[0]
+    prediction = reference_velocity(model, inputs)  # (B, N, C) tokens
     return (prediction.float() - patchify_latents(inputs["target"])).pow(2).mean()
 
 

@@ -14,18 +14,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.gpu_plan import Clip, Grid
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from benchmarks.harness import synchronize
 
 
 def timed(function: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    synchronize(device)
+    """Seconds of one call (the device synchronised before and after, as ``harness.time_call``) and its value."""
+    synchronize()
     start = time.perf_counter()
     value = function()
-    synchronize(device)
+    synchronize()
     return time.perf_counter() - start, value
 
 

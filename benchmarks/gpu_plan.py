@@ -12,7 +12,6 @@ import torch
 from benchmarks.gpu_budget import Budget
 
 SECTIONS = ("correctness", "gemm", "dit_train", "fsdp", "vae", "sampling", "dit_compiled")
-PROMPT = "a red car drives on the beach at sunset"
 Grid = tuple[int, int, int]  # latent (F', H', W')
 Clip = tuple[int, int, int]  # pixel (frames, height, width)
 
@@ -130,8 +129,9 @@ class Context:
     def tiny_t5(self, dim: int) -> Path:
         """A tiny random T5 (tokenizer/ + text_encoder/) with ``dim``-wide features, written once."""
         if dim not in self.t5_dirs:
+            from benchmarks.sampling import WORDS
             from ltx.text.tiny import write_tiny_t5
 
-            self.t5_dirs[dim] = write_tiny_t5(self.workdir / f"t5_{dim}", PROMPT.split(), dim=dim)
+            self.t5_dirs[dim] = write_tiny_t5(self.workdir / f"t5_{dim}", WORDS, dim=dim)
         return self.t5_dirs[dim]
 

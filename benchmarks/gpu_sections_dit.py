@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from benchmarks.gemm import measure_peak
 from benchmarks.gpu_budget import choose_size
 from benchmarks.gpu_measure import (
     autocast,
@@ -25,7 +25,6 @@ from benchmarks.gpu_measure import (
     our_velocity,
     reference_velocity,
     relative_difference,
-    timed,
     train_step,
 )
 from benchmarks.gpu_plan import Context, Grid, SectionResult
@@ -59,17 +58,11 @@ def section_correctness(context: Context, result: SectionResult) -> None:
 
 
 def section_gemm(context: Context, result: SectionResult) -> None:
-    """The bf16 and fp32 matmul peak (median of ``gemm_repeats`` products of size^3 after a warm-up)."""
-    plan, device = context.plan, context.plan.torch_device
-    size = plan.gemm_size
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        a = torch.randn(size, size, device=device, dtype=dtype)
-        b = torch.randn(size, size, device=device, dtype=dtype)
-        timed(lambda a=a, b=b: a @ b, device)
-        seconds = statistics.median(timed(lambda a=a, b=b: a @ b, device)[0] for _ in range(plan.gemm_repeats))
-        flops = 2 * size**3 / seconds
-        context.measured[f"gemm_{name}_flop_per_s"] = flops
-        result.add(f"{name} matmul {size}x{size}x{size}", tflop_per_s=flops / 1e12, median_s=seconds)
+    """The bf16 and fp32 matmul peak (``benchmarks.gemm.measure_peak``: median of ``gemm_repeats`` size^3 products)."""
+    size = context.plan.gemm_size
+    for name, gflop_per_s in measure_peak(size, context.plan.gemm_repeats).items():
+        context.measured[f"gemm_{name}_flop_per_s"] = gflop_per_s * 1e9
+        result.add(f"{name} matmul {size}x{size}x{size}", tflop_per_s=gflop_per_s / 1e3)
 
 
 class DiTCases:

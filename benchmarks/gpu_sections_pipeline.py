@@ -31,8 +31,9 @@ from benchmarks.gpu_measure import (
     reset_peak,
     timed,
 )
-from benchmarks.gpu_plan import PROMPT, Clip, Context, Plan, SectionResult
+from benchmarks.gpu_plan import Clip, Context, Plan, SectionResult
 from benchmarks.harness import make_optimizer
+from benchmarks.sampling import MAX_LENGTH, PROMPT, pipeline_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,7 +191,7 @@ def sampling_pair(context: Context) -> tuple[Callable[..., torch.Tensor], Callab
     transformer = transformer.to(torch.bfloat16).eval()
     vae = build_vae(plan.vae_preset, device).to(torch.bfloat16).eval()
     t5 = context.tiny_t5(transformer.config.caption_channels)
-    text_encoder = TEXT_ENCODERS.build("t5", path=t5, max_length=128, attend_to_padding=True,
+    text_encoder = TEXT_ENCODERS.build("t5", path=t5, max_length=MAX_LENGTH, attend_to_padding=True,
                                        dtype="bfloat16").to(device)
     pipeline = LTXPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG), vae=diffusers_vae(vae, device),
@@ -199,17 +200,14 @@ def sampling_pair(context: Context) -> tuple[Callable[..., torch.Tensor], Callab
     pipeline.set_progress_bar_config(disable=True)
     defaults = SampleSettings()  # the release's guidance, decode timestep and re-noising (0.9.1)
 
+    def settings(clip: Clip, steps: int) -> SampleSettings:
+        return replace(defaults, frames=clip[0], height=clip[1], width=clip[2], num_steps=steps, seed=0)
+
     def ours(clip: Clip, steps: int) -> torch.Tensor:
-        settings = replace(defaults, frames=clip[0], height=clip[1], width=clip[2], num_steps=steps, seed=0)
-        return generate(transformer, vae, text_encoder, [PROMPT], settings)
+        return generate(transformer, vae, text_encoder, [PROMPT], settings(clip, steps))
 
     def theirs(clip: Clip, steps: int) -> torch.Tensor:
-        with torch.no_grad():
-            return pipeline(prompt=PROMPT, negative_prompt="", num_frames=clip[0], height=clip[1], width=clip[2],
-                            frame_rate=int(defaults.fps), num_inference_steps=steps,
-                            guidance_scale=defaults.guidance_scale, decode_timestep=defaults.decode_timestep,
-                            decode_noise_scale=defaults.renoise_scale, generator=torch.Generator().manual_seed(0),
-                            output_type="pt", max_sequence_length=128).frames
+        return pipeline_frames(pipeline, settings(clip, steps))
 
     return ours, theirs, transformer.config.caption_channels
 

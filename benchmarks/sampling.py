@@ -106,17 +106,20 @@ def reference_sampler(directory: Path, case: Case) -> Callable[[], torch.Tensor]
     pipeline.set_progress_bar_config(disable=True)
     settings = case.settings()
 
-    def sample() -> torch.Tensor:
-        with torch.no_grad():
-            return pipeline(
-                prompt=PROMPT, negative_prompt="", num_frames=settings.frames, height=settings.height,
-                width=settings.width, frame_rate=int(settings.fps), num_inference_steps=settings.num_steps,
-                guidance_scale=settings.guidance_scale, decode_timestep=settings.decode_timestep,
-                decode_noise_scale=settings.renoise_scale, generator=torch.Generator().manual_seed(settings.seed),
-                output_type="pt", max_sequence_length=MAX_LENGTH,
-            ).frames
+    return lambda: pipeline_frames(pipeline, settings)
 
-    return sample
+
+def pipeline_frames(pipeline, settings: SampleSettings) -> torch.Tensor:
+    """``LTXPipeline`` with our sampler's ``settings``, ``PROMPT``, an empty negative prompt and the release's
+    text length: frames `(B, F, 3, H, W)` in [0, 1]."""
+    with torch.no_grad():
+        return pipeline(
+            prompt=PROMPT, negative_prompt="", num_frames=settings.frames, height=settings.height,
+            width=settings.width, frame_rate=int(settings.fps), num_inference_steps=settings.num_steps,
+            guidance_scale=settings.guidance_scale, decode_timestep=settings.decode_timestep,
+            decode_noise_scale=settings.renoise_scale, generator=torch.Generator().manual_seed(settings.seed),
+            output_type="pt", max_sequence_length=MAX_LENGTH,
+        ).frames
 
 
 def sync_global_rng_to_decoder(case: Case) -> None:

@@ -48,9 +48,9 @@ def test_training_is_deterministic_and_validation_loss_is_fixed(demo_dir, tmp_pa
     assert (first / "export" / "transformer" / "config.json").exists()
 
 
-def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_path):
-    module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0"))
-    latents = torch.randn(2, 128, 3, 2, 2)  # 3 latent frames of 4 tokens
+def conditioned_flow_loss(module: DiTModule, latents: torch.Tensor, timestep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One conditioned ``flow_loss`` of ``module`` on ``latents``: the per-token timesteps the transformer saw
+    (``timestep``, `(B, N)`) and the loss mask (``mask``, `(B, N, C)`)."""
     text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
     seen = {}
     forward_tokens = module.transformer.forward_tokens
@@ -65,10 +65,16 @@ def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_pa
 
     module.transformer.forward_tokens = recording_forward
     module.losses.forward = recording_loss
-    timestep = torch.tensor([0.7, 0.4])
     random = BatchRandomness(seed=0, step=0, rank=0, world_size=1, local_batch=2, device=torch.device("cpu"))
     module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), random, conditioned=True, drop_tokens=False,
                      timestep=timestep)
+    return seen
+
+
+def test_conditioning_tokens_get_their_own_timestep_and_no_loss(demo_dir, tmp_path):
+    module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0"))
+    timestep = torch.tensor([0.7, 0.4])
+    seen = conditioned_flow_loss(module, torch.randn(2, 128, 3, 2, 2), timestep)  # 3 latent frames of 4 tokens
     token_mask = seen["mask"][..., 0]  # (B, N)
     assert not token_mask[:, :4].any() and token_mask[:, 4:].all()  # first latent frame: no loss
     assert torch.all(seen["timestep"][:, :4] == 0)  # clean conditioning tokens
@@ -80,20 +86,7 @@ def test_registered_modes_condition_tokens_in_the_training_step(demo_dir, tmp_pa
     frame): exactly those tokens get t = 0 and no loss."""
     module = DiTModule(dit_config(demo_dir, tmp_path, "dit_training.conditioning.first_frame_probability=1.0",
                                   "dit_training.conditioning.modes={outpaint: {probability: 1.0, min_side: 0.5, max_side: 0.5}}"))
-    latents = torch.randn(2, 128, 3, 4, 4)  # 3 latent frames of 4 x 4 tokens
-    text, mask = module.text_encoder.encode(["a red circle", "a blue square"])
-    seen = {}
-    forward_tokens = module.transformer.forward_tokens
-
-    def recording_forward(tokens, coordinates, timestep, *args):
-        seen["timestep"] = timestep
-        return forward_tokens(tokens, coordinates, timestep, *args)
-
-    module.transformer.forward_tokens = recording_forward
-    module.losses.forward = lambda inputs: (seen.update(mask=inputs["prediction"][2]), (torch.tensor(0.0), {}))[1]
-    random = BatchRandomness(seed=0, step=0, rank=0, world_size=1, local_batch=2, device=torch.device("cpu"))
-    module.flow_loss(latents, text, mask, torch.tensor([24.0, 24.0]), random, conditioned=True, drop_tokens=False,
-                     timestep=torch.tensor([0.7, 0.4]))
+    seen = conditioned_flow_loss(module, torch.randn(2, 128, 3, 4, 4), torch.tensor([0.7, 0.4]))  # 3 frames of 4 x 4
     expected = torch.zeros(3, 4, 4, dtype=torch.bool)
     expected[0] = True  # the first frame
     expected[:, 1:3, 1:3] = True  # the centred half-size box of every frame

@@ -114,9 +114,8 @@ def test_the_gpu_plans_fsdp_command_line_composes_the_2b_width_on_nccl(tmp_path)
     assert config.callbacks.checkpoint.every_n_train_steps == 10 and config.run_dir == str(tmp_path / "run")
 
 
-def test_without_a_gpu_the_check_asks_for_the_dry_run(tmp_path, capsys):
-    if gpu_check.torch.cuda.is_available():
-        pytest.skip("a GPU is present")
+def test_without_a_gpu_the_check_asks_for_the_dry_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
         gpu_check.main(["--out", str(tmp_path)])
     assert "no CUDA device here" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT, compose_config
 from slurm_cluster import LocalSlurmCluster, slurm_cluster_or_skip
+from test_curation_pipeline import shard_contents
 
 from data_pipeline.__main__ import run as curate
 
@@ -30,18 +31,6 @@ OVERRIDES = ("stages=[probe,scenes,letterbox,motion,caption]", "workers=1", "ite
 def cluster() -> Iterator[LocalSlurmCluster]:
     with slurm_cluster_or_skip() as started:
         yield started
-
-
-def shard_contents(output: Path) -> dict[str, dict[str, str]]:
-    """Every sample's metadata and caption by key (H.264 bytes left out: encodes may differ by a byte)."""
-    contents: dict[str, dict[str, str]] = {}
-    for shard in sorted((output / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                key, _, extension = member.name.partition(".")
-                if extension in ("json", "txt"):
-                    contents.setdefault(key, {})[extension] = tar.extractfile(member).read().decode()
-    return contents
 
 
 def media_members(output: Path) -> dict[str, list[str]]:
