@@ -107,7 +107,7 @@ gpu-check: $(STAMP) ## The prepared GPU check (CUDA, ~8 min): DiT/VAE vs diffuse
 gpu-wheels: $(STAMP) ## Download the wheels the lent GPU machine lacks into .whl/ and print the device command (benchmarks/README.md)
 	$(PY) -m benchmarks.gpu_wheels --dest .whl
 
-ablations: $(STAMP) ## The paper's ablations at small scale -> experiments/<name>/results.md + plots (~25 min CPU; ARGS="rope_spacing ...")
+ablations: $(STAMP) ## The paper's ablations at 1:192 on the demo recipes, 3 seeds -> experiments/<name>/results.md + plots (hours on 2 CPU cores, runs cached: experiments/README.md; ARGS="rope_spacing ...")
 	$(PY) -m experiments $(ARGS)
 
 ablations-quick: $(STAMP) ## Every ablation for a few steps (what the test suite runs) -> outputs/experiments-quick/

@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.ablations import ABLATIONS, ROOT, Settings
+from experiments.ablations import ABLATIONS
 from experiments.report import update_readme, update_summary, write
 from experiments.runs import run_seconds
+from experiments.trained import ROOT, Settings
 from experiments.workspace import prepare
 
 
@@ -38,20 +39,21 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     for name in names:
         start = time.perf_counter()
         settings = Settings.load(name, args.quick)
+        directory = (work_root / name) if (args.quick or args.out) else ROOT / name
+        settings.extra["output_dir"] = directory
         result = ABLATIONS[name](workspace, settings)
         seconds = time.perf_counter() - start
         runs = sorted(set(settings.runs))
-        result.settings = {"quick": args.quick, "variants": settings.variants, "steps": settings.steps,
-                           "seeds": settings.seeds, **settings.extra, "runs": [os.path.relpath(run) for run in runs],
+        extra = {key: value for key, value in settings.extra.items() if key != "output_dir"}
+        result.settings = {"quick": args.quick, "variants": settings.variants, "seeds": settings.seeds,
+                           "vae_steps": workspace.vae_steps, **extra, "runs": [os.path.relpath(run) for run in runs],
                            "training_minutes": round(sum(run_seconds(run) for run in runs) / 60, 1)}
         command = f"python -m experiments {name}" + (" --quick" if args.quick else "")
-        directory = (work_root / name) if (args.quick or args.out) else ROOT / name
         paths = write(result, directory, command, seconds)
         if directory == ROOT / name:
-            update_readme(directory / "README.md", result, command, seconds)
+            update_readme(directory / "README.md", paths["markdown"], name)
         written[name] = paths["markdown"]
-        print(f"{name}: {'reproduced' if result.reproduced else 'NOT reproduced'} - {result.verdict} "
-              f"({seconds:.0f} s) -> {paths['markdown']}", flush=True)
+        print(f"{name}: {result.outcome} - {result.verdict} ({seconds:.0f} s) -> {paths['markdown']}", flush=True)
     if not (args.quick or args.out):
         update_summary(ROOT / "README.md", [ROOT / name for name in ABLATIONS])
     print(f"all done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)

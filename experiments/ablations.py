@@ -1,259 +1,325 @@
-"""The six ablations: how each trains its variants and measures them, and which way the paper says the
-result should go. Each returns a ``Result``; ``experiments.report`` writes its files."""
+"""The six ablations: how each trains its variants (every seed) and measures them, and the comparisons
+whose seed-paired differences decide whether the paper's direction holds (``experiments.verdict``).
+Each returns a ``Result``; ``experiments.report`` writes its files."""
 
 from __future__ import annotations
 
-import statistics
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
 from experiments import evaluation
-from experiments.runs import RunSpec, metric_curve, tail_mean, train
-from experiments.workspace import Workspace, vae_run_overrides
+from experiments.baseline import baseline_card
+from experiments.runs import metric_curve, tail_mean
+from experiments.trained import Settings, cached_measurement, checkpoint_steps, dit_run, vae_run
+from experiments.verdict import Comparison, Spread, compare, overall
+from experiments.workspace import Workspace
+from ltx.cli.sample import load_dit_module
+from ltx.evaluation import held_out_prompts
+from ltx.evaluation.contact_sheet import SheetRow, evenly_spaced_frames, write_contact_sheet
 from ltx.training.build import vae_from_checkpoint
+from ltx.training.samples import SampleSettings
 
-ROOT = Path(__file__).resolve().parent
+PerSeed = dict[str, dict[str, dict[int, float]]]  # variant -> metric -> seed -> value
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric of the results table: its key, how it reads, which way is better (None: no direction)."""
+
+    key: str
+    label: str
+    better: str | None = None
+    digits: int = 4
 
 
 @dataclass
 class Result:
-    """What an ablation measured: rows of the table (variant -> column -> value), curves to plot
-    (label -> [(step, value)] or (x, y) lists), and whether the paper's direction held."""
+    """What an ablation measured: per variant, metric and seed the value; the comparisons that decide
+    (and those that inform); curves to plot (panel -> label -> points); extra figures (file -> caption);
+    the baseline's numbers against the demo's targets."""
 
     name: str
     claim: str
-    columns: list[str]
-    rows: dict[str, dict[str, Any]]
-    reproduced: bool
-    verdict: str
-    curves: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)  # panel -> label -> points
+    columns: list[Column]
+    per_seed: PerSeed
+    comparisons: list[Comparison]
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def outcome(self) -> str:
+        return overall(self.comparisons)
 
-@dataclass(frozen=True)
-class Settings:
-    """``experiments/<name>/config.yaml``: variants (name -> overrides), steps and seeds per mode."""
+    @property
+    def verdict(self) -> str:
+        """The primary comparisons, each with its numbers and outcome."""
+        return "; ".join(comparison.describe() for comparison in self.comparisons if comparison.primary)
 
-    name: str
-    variants: dict[str, list[str]]
-    steps: int
-    seeds: list[int]
-    extra: dict[str, Any]
-    runs: list[Path] = field(default_factory=list, compare=False)  # the run directories used, filled while running
-
-    @classmethod
-    def load(cls, name: str, quick: bool) -> Settings:
-        raw = OmegaConf.to_container(OmegaConf.load(ROOT / name / "config.yaml"), resolve=True)
-        mode = raw.pop("quick" if quick else "full")
-        raw.pop("full" if quick else "quick", None)
-        variants = {key: list(value or []) for key, value in raw.pop("variants", {}).items()}
-        steps, seeds = int(mode.pop("steps")), list(mode.pop("seeds", [0]))
-        return cls(name, variants, steps, seeds, {**raw, **mode})
-
-
-# ---- DiT ablations ------------------------------------------------------------------------------------
-def dit_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -> tuple[Path, dict[str, Any]]:
-    steps = settings.steps
-    every = max(1, min(50, steps))
-    overrides = [*workspace.latent_overrides(), f"seed={seed}", f"trainer.max_steps={steps}",
-                 f"trainer.log_every_n_steps={max(1, steps // 50)}", f"data.batches_per_epoch={every}",
-                 f"callbacks.checkpoint.every_n_train_steps={steps}", *settings.variants[variant]]
-    spec = RunSpec("train_dit", tuple(overrides))
-    record = train(spec, workspace.runs, after=lambda trainer: validate_dit(trainer, workspace))
-    settings.runs.append(spec.run_dir(workspace.runs))
-    return spec.run_dir(workspace.runs), record["after"]
-
-
-def validate_dit(trainer: L.Trainer, workspace: Workspace) -> dict[str, float]:
-    """The trained DiT's validation loss (fixed timesteps and noise) on the held-out latents at the
-    training sizes and at ``UNSEEN_BUCKET``."""
-    module = trainer.lightning_module
-    losses = {}
-    for name, shards in (("val_loss", workspace.latents / "val"), ("val_loss_unseen_size", workspace.unseen_latents)):
-        datamodule = instantiate(module.cfg.data, val_shards=str(shards))
-        [metrics] = trainer.validate(module, datamodule=datamodule, verbose=False)
-        losses[name] = float(metrics["val/loss"])
-    return losses
-
-
-def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Train every variant with every seed: per variant the final training loss (mean of the last 20% of
-    logged steps) and validation losses, as mean and spread over seeds; the loss curves."""
-    rows, curves = {}, {}
-    for variant in settings.variants:
-        finals, seen, unseen, per_seed = [], [], [], []
-        for seed in settings.seeds:
-            run_dir, losses = dit_run(workspace, settings, variant, seed)
-            curve = metric_curve(run_dir, "train/loss")
-            per_seed.append(curve)
-            finals.append(tail_mean(curve))
-            seen.append(losses["val_loss"])
-            unseen.append(losses["val_loss_unseen_size"])
-        rows[variant] = {"train_loss_end": _mean_spread(finals), "val_loss": _mean_spread(seen),
-                         "val_loss_unseen_size": _mean_spread(unseen), "seeds": len(settings.seeds),
-                         "per_seed": {"train_loss_end": finals, "val_loss": seen, "val_loss_unseen_size": unseen}}
-        curves[variant] = _mean_curve(per_seed)
-    return rows, curves
-
-
-def rope_spacing(workspace: Workspace, settings: Settings) -> Result:
-    rows, curves = dit_ablation(workspace, settings)
-    ours, other = rows["exponential"]["train_loss_end"]["mean"], rows["inverse_exponential"]["train_loss_end"]["mean"]
-    wins = paired_wins(rows["exponential"], rows["inverse_exponential"], "train_loss_end")
-    reproduced = ours < other
-    verdict = (f"exponential spacing ends at training loss {ours:.4f} against {other:.4f} for inverse-exponential "
-               f"(mean of {len(settings.seeds)} seeds; lower in {wins} of {len(settings.seeds)} same-seed pairs): "
-               f"{'lower, as the paper reports' if reproduced else 'not lower'}")
-    return Result("rope_spacing", "Exponential RoPE frequency spacing gives a lower training loss than "
-                  "inverse-exponential (paper Fig. 8).", ["train_loss_end", "val_loss"], rows, reproduced, verdict,
-                  {"training loss": curves})
-
-
-def positions(workspace: Workspace, settings: Settings) -> Result:
-    rows, curves = dit_ablation(workspace, settings)
-    best_unseen = strictly_lowest({v: row["val_loss_unseen_size"]["mean"] for v, row in rows.items()})
-    best_train = strictly_lowest({v: row["train_loss_end"]["mean"] for v, row in rows.items()})
-    reproduced = best_unseen == "relative_fractional"
-    pairs = ", ".join(f"{paired_wins(rows['relative_fractional'], rows[other], 'val_loss_unseen_size')} of "
-                      f"{len(settings.seeds)} against {other}" for other in rows if other != "relative_fractional")
-    verdict = (f"lowest validation loss at the unseen size and duration: {best_unseen or 'a tie'}; lowest training "
-               f"loss: {best_train or 'a tie'} ({'as' if reproduced else 'not as'} the paper's choice of "
-               f"relative-fractional positions; relative-fractional lower at the unseen size in {pairs} same-seed pairs)")
-    return Result("positions", "Relative-fractional positions work best, also at a resolution and duration "
-                  "not seen in training (paper Sec. 2.2).", ["train_loss_end", "val_loss", "val_loss_unseen_size"],
-                  rows, reproduced, verdict, {"training loss": curves})
+    def rows(self) -> dict[str, dict[str, Spread | None]]:
+        """Per variant and column: mean, spread and per-seed values (None: not measured)."""
+        return {variant: {column.key: Spread.of(list(metrics[column.key].values())) if metrics.get(column.key) else None
+                          for column in self.columns} for variant, metrics in self.per_seed.items()}
 
 
 # ---- VAE ablations ------------------------------------------------------------------------------------
-def vae_run(workspace: Workspace, settings: Settings, variant: str) -> Path:
-    overrides = vae_run_overrides(workspace, settings.steps, *settings.extra.get("base", []), *settings.variants[variant])
-    spec = RunSpec("train_vae", tuple(overrides))
-    train(spec, workspace.runs)
-    settings.runs.append(spec.run_dir(workspace.runs))
-    return spec.run_dir(workspace.runs)
-
-
-def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    videos = evaluation.demo_videos(workspace.demo)
-    lpips = evaluation.build_lpips(settings.extra.get("lpips_backbone"))
-    rows, curves = {}, {}
+def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dict[str, Any], dict[str, Path]]:
+    """Every variant and seed: the reconstruction metrics of its EMA weights on the held-out clips; the
+    validation PSNR curves (seed 0); the run directories of seed 0."""
+    videos = evaluation.held_out_videos(workspace.demo / "val")
+    backbone = settings.extra.get("lpips_backbone")
+    lpips = evaluation.build_lpips(backbone)
+    per_seed: PerSeed = {}
+    curves, first_runs = {}, {}
     for variant in settings.variants:
-        run_dir = vae_run(workspace, settings, variant)
-        vae = vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", use_ema=False)
-        rows[variant] = evaluation.reconstruction_metrics(vae, videos, lpips)
-        curves[variant] = [(float(step), value) for step, value in metric_curve(run_dir, "val/psnr")]
-    return rows, curves
+        for seed in settings.seeds:
+            run_dir = vae_run(workspace, settings, variant, seed)
+            key = "reconstruction" + (f"-lpips-{Path(backbone).name}" if backbone else "")
+            values = cached_measurement(run_dir, key, partial(_reconstruction, run_dir, videos, lpips))
+            for metric, value in values.items():
+                if value is not None:
+                    per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
+            if seed == settings.seeds[0]:
+                first_runs[variant] = run_dir
+                curves[variant] = [(float(step), value) for step, value in metric_curve(run_dir, "val/psnr")]
+    return per_seed, curves, first_runs
 
 
-RECONSTRUCTION_COLUMNS = ["psnr", "ssim", "lpips", "high_frequency_error"]
+def _last_vae(run_dir: Path):
+    return vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+
+
+def _reconstruction(run_dir: Path, videos, lpips) -> dict[str, Any]:
+    return evaluation.reconstruction_metrics(_last_vae(run_dir), videos, lpips)
+
+
+def _decode_both_ways(dit_dir: Path, prompts, sample: SampleSettings) -> dict[str, Any]:
+    return evaluation.sampled_latents_decoded_both_ways(load_dit_module(dit_dir / "checkpoints" / "last.ckpt"),
+                                                        prompts, sample)
+
+
+RECONSTRUCTION_COLUMNS = [Column("psnr", "PSNR (dB)", "higher", 2), Column("ssim", "SSIM", "higher"),
+                          Column("lpips", "LPIPS", "lower"),
+                          Column("high_frequency_error", "high-frequency error", "lower"),
+                          Column("sharpness", "sharpness (gradient ratio, 1 = original)", "higher", 3),
+                          Column("psnr_t005", "PSNR, latents at t=0.05 (dB)", "higher", 2),
+                          Column("read_shape", "evaluator: shape read back", "higher", 3)]
+
+
+def lpips_note(settings: Settings) -> list[str]:
+    if settings.extra.get("lpips_backbone"):
+        return []
+    return ["LPIPS is not measured: no backbone is configured (set `lpips_backbone` in the config.yaml to a local "
+            "torchvision VGG16 state dict; nothing is downloaded)."]
+
+
+def side_by_side(workspace: Workspace, runs: dict[str, Path], path: Path, clips: int = 4) -> Path:
+    """Original and each variant's reconstruction (seed 0) of the first ``clips`` held-out world clips."""
+    videos = [item for item in evaluation.held_out_videos(workspace.demo / "val") if item.clip.labels][:clips]
+    decoded = {variant: evaluation.reconstruct(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"), videos)
+               for variant, run_dir in runs.items()}
+    rows = [SheetRow(f"{item.clip.caption}\noriginal | " + " | ".join(decoded),
+                     [evenly_spaced_frames(item.video, 4)] + [evenly_spaced_frames(decoded[variant][index], 4)
+                                                               for variant in decoded])
+            for index, item in enumerate(videos)]
+    return write_contact_sheet(rows, path)
 
 
 def vae_gan(workspace: Workspace, settings: Settings) -> Result:
-    rows, curves = reconstruction_ablation(workspace, settings)
-    rgan, gan = rows["rgan"], rows["gan"]
-    reproduced = rgan["psnr"] > gan["psnr"] and rgan["high_frequency_error"] < gan["high_frequency_error"]
-    verdict = (f"rGAN: PSNR {rgan['psnr']:.2f} dB, high-frequency error {rgan['high_frequency_error']:.4f}; GAN: "
-               f"{gan['psnr']:.2f} dB, {gan['high_frequency_error']:.4f}; no GAN: {rows['no_gan']['psnr']:.2f} dB, "
-               f"{rows['no_gan']['high_frequency_error']:.4f}. rGAN better than GAN on both: "
-               f"{'yes' if reproduced else 'no'}")
+    per_seed, curves, first_runs = reconstruction_ablation(workspace, settings)
+    figure = side_by_side(workspace, first_runs, settings.extra["output_dir"] / "side_by_side.png")
+    comparisons = [compare("psnr", "rgan", "gan", "higher", per_seed),
+                   compare("high_frequency_error", "rgan", "gan", "lower", per_seed),
+                   compare("ssim", "rgan", "gan", "higher", per_seed, primary=False),
+                   compare("sharpness", "rgan", "gan", "higher", per_seed, primary=False),
+                   compare("psnr", "rgan", "no_gan", "higher", per_seed, primary=False),
+                   compare("high_frequency_error", "rgan", "no_gan", "lower", per_seed, primary=False)]
     return Result("vae_gan", "The reconstruction GAN (rGAN) beats a standard GAN at high compression (1:192).",
-                  RECONSTRUCTION_COLUMNS, rows, reproduced, verdict, {"validation PSNR (dB)": curves})
+                  RECONSTRUCTION_COLUMNS, per_seed, comparisons, {"validation PSNR (dB), seed 0": curves},
+                  {figure.name: "held-out clips: original, then each variant's reconstruction (seed 0)"},
+                  baseline_card(workspace, settings.seeds), lpips_note(settings))
 
 
 def dwt_loss(workspace: Workspace, settings: Settings) -> Result:
-    rows, curves = reconstruction_ablation(workspace, settings)
-    on, off = rows["with_dwt"], rows["without_dwt"]
-    reproduced = on["high_frequency_error"] < off["high_frequency_error"]
-    verdict = (f"high-frequency error {on['high_frequency_error']:.4f} with the DWT loss, "
-               f"{off['high_frequency_error']:.4f} without; PSNR {on['psnr']:.2f} against {off['psnr']:.2f} dB: "
-               f"{'lower with it, as the paper reports' if reproduced else 'not lower with it'}")
+    per_seed, curves, _ = reconstruction_ablation(workspace, settings)
+    comparisons = [compare("high_frequency_error", "with_dwt", "without_dwt", "lower", per_seed),
+                   compare("psnr", "with_dwt", "without_dwt", "higher", per_seed, primary=False),
+                   compare("sharpness", "with_dwt", "without_dwt", "higher", per_seed, primary=False)]
     return Result("dwt_loss", "The video DWT loss keeps high-frequency detail (paper Sec. 3.1).",
-                  RECONSTRUCTION_COLUMNS, rows, reproduced, verdict, {"validation PSNR (dB)": curves})
+                  RECONSTRUCTION_COLUMNS, per_seed, comparisons, {"validation PSNR (dB), seed 0": curves},
+                  baseline=baseline_card(workspace, settings.seeds), notes=lpips_note(settings))
+
+
+LOGVAR_COLUMNS = [Column("components_for_90_percent", "components for 90 % of the variance", "higher", 1),
+                  Column("components_for_99_percent", "components for 99 %", "higher", 1),
+                  Column("kl_max_over_mean", "largest channel KL / mean", "lower", 2),
+                  Column("first_component_share", "first component's share", "lower", 3),
+                  Column("psnr", "PSNR (dB)", "higher", 2)]
 
 
 def vae_logvar(workspace: Workspace, settings: Settings) -> Result:
-    # every demo clip, training and held-out: the question is how the latent space is used, and PCA over
-    # 128 channels needs many latent positions
-    videos = evaluation.demo_videos(workspace.demo, split="shards") + evaluation.demo_videos(workspace.demo)
-    rows, spectra, kls = {}, {}, {}
+    """PCA of the posterior means (the paper's Fig. 3) at every checkpoint of each run, over the held-out
+    clips and the first ``pca_training_clips`` training clips of the world."""
+    videos = evaluation.held_out_videos(workspace.demo / "val") + evaluation.held_out_videos(
+        workspace.demo / "world" / "shards", limit=int(settings.extra["pca_training_clips"]))
+    held_out = evaluation.held_out_videos(workspace.demo / "val")
+    per_seed: PerSeed = {}
+    spectra: dict[str, list[tuple[float, float]]] = {}
+    kls: dict[str, list[tuple[float, float]]] = {}
+    first_seed = settings.seeds[0]
     for variant in settings.variants:
-        run_dir = vae_run(workspace, settings, variant)
-        vae = vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", use_ema=False)
-        stats = evaluation.latent_channel_statistics(vae, videos)
-        rows[variant] = {"components_for_90_percent": stats["components_for_90_percent"],
-                         "components_for_99_percent": stats["components_for_99_percent"],
-                         "kl_max_over_mean": stats["kl_max_over_mean"],
-                         "first_component_share": stats["explained_variance_ratio"][0]}
-        spectra[variant] = [(float(i + 1), value) for i, value in enumerate(stats["cumulative_explained_variance"])]
-        kls[variant] = [(float(i), value) for i, value in enumerate(sorted(stats["kl_per_channel"], reverse=True))]
-    uniform, per_channel = rows["uniform"], rows["per_channel"]
-    reproduced = (uniform["components_for_90_percent"] > per_channel["components_for_90_percent"]
-                  and uniform["kl_max_over_mean"] < per_channel["kl_max_over_mean"])
-    verdict = (f"principal components for 90% of the latent variance: {uniform['components_for_90_percent']} with a "
-               f"uniform log-variance, {per_channel['components_for_90_percent']} per-channel; largest channel KL over "
-               f"the mean {uniform['kl_max_over_mean']:.2f} against {per_channel['kl_max_over_mean']:.2f}: "
-               f"{'spread more evenly, as the paper reports' if reproduced else 'not spread more evenly on both'}")
-    return Result("vae_logvar", "A uniform (shared) log-variance spreads information evenly over the latent "
-                  "channels (paper Fig. 3).", list(rows["uniform"]), rows, reproduced, verdict,
-                  {"cumulative explained variance": spectra, "KL per channel (sorted)": kls})
+        for seed in settings.seeds:
+            run_dir = vae_run(workspace, settings, variant, seed)
+
+            def measure(run_dir: Path = run_dir) -> dict[str, Any]:
+                by_step = {step: evaluation.latent_channel_statistics(vae_from_checkpoint(path), videos)
+                           for step, path in checkpoint_steps(run_dir).items()}
+                final = evaluation.reconstruction_metrics(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"),
+                                                          held_out)
+                return {"by_step": {str(step): stats for step, stats in by_step.items()}, "psnr": final["psnr"]}
+
+            values = cached_measurement(run_dir, "latent_pca", measure)
+            steps = sorted(values["by_step"], key=int)
+            final = values["by_step"][steps[-1]]
+            metrics = {"components_for_90_percent": final["components_for_90_percent"],
+                       "components_for_99_percent": final["components_for_99_percent"],
+                       "kl_max_over_mean": final["kl_max_over_mean"],
+                       "first_component_share": final["explained_variance_ratio"][0], "psnr": values["psnr"],
+                       "components_for_90_percent_first_checkpoint": values["by_step"][steps[0]]["components_for_90_percent"]}
+            for metric, value in metrics.items():
+                per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
+            if seed == first_seed:
+                for step in steps:
+                    cumulative = values["by_step"][step]["cumulative_explained_variance"]
+                    spectra[f"{variant}, step {step}"] = [(float(i + 1), value) for i, value in enumerate(cumulative)]
+                kls[variant] = [(float(i), value) for i, value in enumerate(sorted(final["kl_per_channel"], reverse=True))]
+    # Fig. 3's second claim, within the baseline: redundancy falls as training goes on
+    baseline = next(iter(settings.variants))
+    progress = per_seed.setdefault(f"{baseline}, first checkpoint", {})
+    progress["components_for_90_percent"] = per_seed[baseline]["components_for_90_percent_first_checkpoint"]
+    comparisons = [compare("components_for_90_percent", "uniform", "per_channel", "higher", per_seed),
+                   compare("kl_max_over_mean", "uniform", "per_channel", "lower", per_seed),
+                   compare("psnr", "uniform", "per_channel", "higher", per_seed, primary=False),
+                   compare("components_for_90_percent", baseline, f"{baseline}, first checkpoint", "higher", per_seed,
+                           primary=False)]
+    return Result("vae_logvar", "A uniform (shared) log-variance spreads information over the latent channels "
+                  "(paper Sec. 3.1), and redundancy falls as training goes on (paper Fig. 3).", LOGVAR_COLUMNS,
+                  per_seed, comparisons, {f"cumulative explained variance (seed {first_seed})": spectra,
+                                          f"KL per channel, sorted (seed {first_seed})": kls},
+                  baseline=baseline_card(workspace, settings.seeds),
+                  notes=[f"PCA over {len(videos)} clips' posterior means (the held-out clips and the first "
+                         f"{settings.extra['pca_training_clips']} training clips of the world), EMA weights, at every "
+                         f"checkpoint of each run."])
 
 
 def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
-    videos = evaluation.demo_videos(workspace.demo)
+    """On each seed's baseline VAE: decode latents carrying noise as clean (t=0) vs the release's way;
+    on each seed's baseline DiT: its sampled latents for held-out prompts decoded both ways, read back by
+    the demo-world evaluator."""
+    videos = evaluation.held_out_videos(workspace.demo / "val")
     levels = [float(level) for level in settings.extra["noise_levels"]]
     timestep, renoise = float(settings.extra["decode_timestep"]), float(settings.extra["renoise_scale"])
-    rows, curves = {}, {}
-    for variant in settings.variants:
-        run_dir = vae_run(workspace, settings, variant)
-        vae = vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", use_ema=False)
-        psnr = evaluation.noisy_latent_reconstruction(vae, videos, levels, timestep, renoise)
-        for mode in ("clean", "denoise"):
-            label = f"{variant}, decode {'t=0' if mode == 'clean' else f't={timestep} + re-noise'}"
-            rows[label] = {f"psnr_at_noise_{level}": psnr[f"{level}/{mode}"] for level in levels}
-            curves[label] = [(level, psnr[f"{level}/{mode}"]) for level in levels]
+    modes = {"clean": "decode at t=0", "denoise": f"re-noise {renoise}, decode at t={timestep}"}
+    per_seed: PerSeed = {label: {} for label in modes.values()}
+    for seed in settings.seeds:
+        run_dir = vae_run(workspace, settings, "baseline", seed)
+        psnr = cached_measurement(run_dir, f"noisy_latents-{levels}-{timestep}-{renoise}", partial(
+            evaluation.noisy_latent_psnr, _last_vae(run_dir), videos, levels, timestep, renoise))
+        for mode, label in modes.items():
+            for level in levels:
+                per_seed[label].setdefault(f"psnr_at_noise_{level}", {})[seed] = psnr[f"{level}/{mode}"]
+        dit_dir = dit_run(workspace, settings, [], seed)
+        prompts = held_out_prompts(int(settings.extra["prompts"]))
+        sample = SampleSettings(frames=17, height=64, width=64, num_steps=int(settings.extra["sampling_steps"]),
+                                decode_timestep=timestep, renoise_scale=renoise)
+        scores = cached_measurement(dit_dir, f"decode_both_ways-{len(prompts)}-{sample.num_steps}-{timestep}-{renoise}",
+                                    partial(_decode_both_ways, dit_dir, prompts, sample))
+        for mode, label in modes.items():
+            for name in ("colour", "shape", "motion"):
+                per_seed[label].setdefault(f"dit_{name}", {})[seed] = scores[mode][name]
     noisy = [level for level in levels if level > 0]
-    trained = "trained_with_denoising"
-    wins = [rows[f"{trained}, decode t={timestep} + re-noise"][f"psnr_at_noise_{level}"]
-            > rows[f"{trained}, decode t=0"][f"psnr_at_noise_{level}"] for level in noisy]
-    reproduced = all(wins)
-    verdict = (f"the denoising decoder at t={timestep} with re-noising beats decoding at t=0 at "
-               f"{sum(wins)} of {len(noisy)} latent noise levels {noisy}")
-    return Result("decoder_denoising", "Decoding at t = 0.05 with re-noising beats decoding at t = 0 "
-                  "(paper Sec. 3.1, the denoising decoder).", [f"psnr_at_noise_{level}" for level in levels], rows,
-                  reproduced, verdict, {"PSNR (dB) against latent noise": curves})
+    clean, denoise = modes["clean"], modes["denoise"]
+    comparisons = [compare(f"psnr_at_noise_{level}", denoise, clean, "higher", per_seed) for level in noisy]
+    comparisons += [compare(f"psnr_at_noise_{level}", denoise, clean, "higher", per_seed, primary=False)
+                    for level in levels if level == 0]
+    comparisons += [compare(f"dit_{name}", denoise, clean, "higher", per_seed, primary=False)
+                    for name in ("colour", "shape", "motion")]
+    columns = [Column(f"psnr_at_noise_{level}", f"PSNR (dB), latent noise {level}", "higher", 2) for level in levels]
+    columns += [Column(f"dit_{name}", f"DiT samples: {name} read back", "higher", 3) for name in ("colour", "shape", "motion")]
+    curves = {label: [(level, Spread.of(list(per_seed[label][f"psnr_at_noise_{level}"].values())).mean)
+                      for level in levels] for label in modes.values()}
+    return Result("decoder_denoising", "Decoding at t = 0.05 with re-noising beats decoding at t = 0 (paper Sec. 3.1, "
+                  "the denoising decoder).", columns, per_seed, comparisons, {"PSNR (dB) against latent noise": curves},
+                  baseline=baseline_card(workspace, settings.seeds, settings.seeds),
+                  notes=[f"Each seed's baseline VAE (trained with the denoising decoder) on the held-out clips; the DiT "
+                         f"rows: each seed's baseline DiT, {settings.extra['prompts']} held-out prompts, "
+                         f"{settings.extra['sampling_steps']} sampling steps, the same final latents decoded both ways."])
+
+
+# ---- DiT ablations ------------------------------------------------------------------------------------
+DIT_COLUMNS = [Column("train_loss_end", "training loss (last 20 %)", "lower"), Column("val_loss", "validation loss", "lower"),
+               Column("val_loss_unseen_size", "validation loss, unseen size and duration", "lower"),
+               Column("adherence_colour", "colour", "higher", 3), Column("adherence_shape", "shape", "higher", 3),
+               Column("adherence_motion", "motion", "higher", 3)]
+
+
+def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dict[str, list[tuple[float, float]]]]:
+    """Every variant and seed: the final training loss (mean of the last 20 % of logged steps), the
+    validation losses, the prompt adherence of its last validation (held-out prompts, demo evaluator);
+    the training loss curves (mean over seeds)."""
+    per_seed: PerSeed = {}
+    curves = {}
+    for variant, overrides in settings.variants.items():
+        seed_curves = []
+        for seed in settings.seeds:
+            run_dir = dit_run(workspace, settings, overrides, seed)
+            losses = json.loads((run_dir / "done.json").read_text())["after"]
+            curve = metric_curve(run_dir, "train/loss")
+            seed_curves.append(curve)
+            values = {"train_loss_end": tail_mean(curve), **losses}
+            for metric, value in values.items():
+                per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
+        curves[variant] = mean_curve(seed_curves)
+    return per_seed, curves
+
+
+def rope_spacing(workspace: Workspace, settings: Settings) -> Result:
+    per_seed, curves = dit_ablation(workspace, settings)
+    comparisons = [compare("train_loss_end", "exponential", "inverse_exponential", "lower", per_seed),
+                   compare("val_loss", "exponential", "inverse_exponential", "lower", per_seed, primary=False),
+                   *[compare(f"adherence_{name}", "exponential", "inverse_exponential", "higher", per_seed,
+                             primary=False) for name in ("colour", "shape", "motion")]]
+    return Result("rope_spacing", "Exponential RoPE frequency spacing gives a lower training loss than "
+                  "inverse-exponential (paper Fig. 8).", DIT_COLUMNS, per_seed, comparisons,
+                  {"training loss (mean over seeds)": curves}, baseline=baseline_card(workspace, [0], settings.seeds))
+
+
+def positions(workspace: Workspace, settings: Settings) -> Result:
+    per_seed, curves = dit_ablation(workspace, settings)
+    ours = "relative_fractional"
+    others = [variant for variant in settings.variants if variant != ours]
+    comparisons = [compare("val_loss_unseen_size", ours, other, "lower", per_seed) for other in others]
+    comparisons += [compare(metric, ours, other, better, per_seed, primary=False) for other in others
+                    for metric, better in (("val_loss", "lower"), ("train_loss_end", "lower"), ("adherence_shape", "higher"))]
+    return Result("positions", "Relative-fractional positions work best, also at a resolution and duration not seen "
+                  "in training (paper Sec. 2.2).", DIT_COLUMNS, per_seed, comparisons,
+                  {"training loss (mean over seeds)": curves}, baseline=baseline_card(workspace, [0], settings.seeds))
 
 
 ABLATIONS: dict[str, Callable[[Workspace, Settings], Result]] = {
-    "rope_spacing": rope_spacing, "positions": positions, "vae_gan": vae_gan, "vae_logvar": vae_logvar,
-    "decoder_denoising": decoder_denoising, "dwt_loss": dwt_loss,
+    "rope_spacing": rope_spacing, "positions": positions, "decoder_denoising": decoder_denoising,
+    "dwt_loss": dwt_loss, "vae_logvar": vae_logvar, "vae_gan": vae_gan,
 }
 
 
-def paired_wins(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> int:
-    """In how many same-seed pairs ``ours`` has the lower ``key``."""
-    return sum(a < b for a, b in zip(ours["per_seed"][key], theirs["per_seed"][key]))
-
-
-def strictly_lowest(values: dict[str, float]) -> str | None:
-    """The name with the lowest value, or None when it ties with another (e.g. after too few steps)."""
-    ordered = sorted(values, key=values.get)
-    if len(ordered) > 1 and values[ordered[0]] == values[ordered[1]]:
-        return None
-    return ordered[0]
-
-
-def _mean_spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
-
-
-def _mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float]]:
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float]]:
     """The mean over seeds at the steps every seed logged."""
     steps = set.intersection(*(set(step for step, _ in curve) for curve in curves))
     by_seed = [dict(curve) for curve in curves]
-    return [(float(step), statistics.fmean(seed[step] for seed in by_seed)) for step in sorted(steps)]
+    return [(float(step), sum(seed[step] for seed in by_seed) / len(by_seed)) for step in sorted(steps)]

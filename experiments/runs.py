@@ -75,17 +75,22 @@ def run_seconds(run_dir: Path) -> float:
 
 
 def metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    """``(step, value)`` rows of ``key`` in the run's CSV log, in step order."""
-    path = run_dir / "csv" / "metrics.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: was the run logged with logger=csv?")
-    with open(path) as handle:
-        rows = [(int(row["step"]), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
+    """``(step, value)`` rows of ``key`` in the run's CSV logs (``csv/metrics.csv`` and, after a resume,
+    ``csv/resumed-step<N>/metrics.csv``), in step order."""
+    paths = sorted((run_dir / "csv").glob("**/metrics.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no {run_dir / 'csv' / 'metrics.csv'}: was the run logged with logger=csv?")
+    rows = []
+    for path in paths:
+        with open(path) as handle:
+            rows += [(int(row["step"]), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
     return sorted(rows)
 
 
 def tail_mean(curve: list[tuple[int, float]], fraction: float = 0.2) -> float:
     """The mean of the last ``fraction`` of a curve's values (a noisy training loss's level at the end)."""
     values = [value for _, value in curve]
+    if not values:
+        raise ValueError("an empty curve has no level: was the metric logged (trainer.log_every_n_steps)?")
     count = max(1, math.ceil(len(values) * fraction))
     return sum(values[-count:]) / count

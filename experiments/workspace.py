@@ -1,7 +1,19 @@
-"""The data every ablation shares, written once under ``<out>/workspace``: the demo sources packed into
-shards (training and held-out), the tiny text encoder, a tiny VAE trained on them and the latents it
-encodes (for the DiT ablations), including held-out latents at a size and duration never trained on.
-Everything is generated here: nothing is downloaded."""
+"""The world every ablation shares, written once under ``<out>/workspace``: ``make demo``'s data and recipe.
+
+- ``demo/``: the demo world and sources (``data_pipeline.demo``), curated by the curation pipeline, with
+  held-out clips and the tiny text encoder; a demo dir, so the demo's configs (``experiment=vae_demo``,
+  ``experiment=dit_demo``, ``data=demo_world``) read it through ``demo_dir=``.
+- ``runs/``: every training run, cached by configuration (``experiments.runs``).
+- The baseline VAE of each seed: ``vae_demo`` (1:192, 128 latent channels, the recipe of
+  experiments/vae_recipe) for ``VAE_STEPS`` steps, long enough to pass the demo's VAE targets on held-out
+  clips. Every VAE ablation compares its variants with it, seed by seed.
+- ``demo/latent_stats.safetensors`` and ``demo/latents/``: the seed-0 baseline's per-channel statistics and
+  the DiT inputs it encodes (as ``make demo``), plus held-out latents at a size and duration never trained
+  on (``UNSEEN_BUCKET``) for the position ablations.
+
+Quick mode (``--quick``, the test suite) keeps the shapes and the commands and shrinks the world and steps.
+Everything is generated here: nothing is downloaded.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +21,21 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_pipeline.demo import generate_demo
+from data_pipeline.demo_world import WorldSettings
 from experiments.runs import RunSpec, compose, train
-from ltx.cli import precompute
+from ltx.cli import latent_stats, precompute
 
-UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every bucket of conf/data/demo.yaml
+UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every demo bucket (17x64x64, 17x64x96)
+VAE_STEPS = 4500  # vae_demo's 3,000 reach 24.7-24.9 dB on the card, 6,000 reach 26.3 dB (experiments/vae_recipe)
+QUICK_VAE_STEPS = 3
+FULL_WORLD = WorldSettings(train_clips=3000, width=64, height=64)  # make demo's (--clip-size 64 --train-clips 3000)
+QUICK_WORLD = WorldSettings(train_clips=12, val_clips=2, width=64, height=64)
 
 
 @dataclass(frozen=True)
@@ -34,73 +53,100 @@ class Workspace:
 
     @property
     def latents(self) -> Path:
-        return self.root / "latents"
+        return self.demo / "latents"
+
+    @property
+    def latent_stats(self) -> Path:
+        return self.demo / "latent_stats.safetensors"
 
     @property
     def unseen_latents(self) -> Path:
         return self.root / "latents_unseen" / "val"
 
-    def video_overrides(self) -> list[str]:
-        """Demo shards for training, the held-out demo samples for validation, CSV logs, no EMA (short
-        runs: validation and evaluation see the trained weights)."""
-        return ["logger=csv", f"data.train_shards={self.demo / 'shards'}", f"data.val_shards={self.demo / 'val'}",
-                "callbacks.ema=null", "callbacks.preemption=null"]
-
-    def latent_overrides(self) -> list[str]:
-        return ["logger=csv", "data=latents", f"data.train_shards={self.latents / 'train'}",
-                f"data.val_shards={self.latents / 'val'}", f"vae_checkpoint={self.shared_vae_checkpoint}",
-                f"text_encoder.kwargs.path={self.demo / 'text_encoder'}", "dit_training.samples=null",
-                "callbacks.ema=null", "callbacks.preemption=null"]
-
     @property
-    def shared_vae(self) -> RunSpec:
-        """The VAE whose latents the DiT ablations train on (also the decoder-denoising ablation's VAE)."""
-        steps = 2 if self.quick else 150
-        return RunSpec("train_vae", tuple(vae_run_overrides(self, steps)))
+    def vae_steps(self) -> int:
+        return QUICK_VAE_STEPS if self.quick else VAE_STEPS
 
-    @property
-    def shared_vae_checkpoint(self) -> Path:
-        return self.shared_vae.run_dir(self.runs) / "checkpoints" / "last.ckpt"
+    def vae_overrides(self, seed: int, *extra: str) -> list[str]:
+        """A ``vae_demo`` run of ``vae_steps`` with ``seed`` plus ``extra`` overrides (the variant)."""
+        overrides = ["experiment=vae_demo", f"demo_dir={self.demo}", f"seed={seed}",
+                     f"trainer.max_steps={self.vae_steps}", "callbacks.preemption=null"]
+        if self.quick:  # a validation and a checkpoint at every step, the phases of the recipe squeezed in
+            overrides += ["data.batch_size=2", "data.batches_per_epoch=1", "scheduler.warmup_steps=1",
+                          "trainer.log_every_n_steps=1", "callbacks.checkpoint.every_n_train_steps=1",
+                          "vae_training.images_per_clip=2", "vae_training.image_pool=8",
+                          "vae_training.deterministic_steps=1", "vae_training.kl_warmup_steps=1",
+                          "vae_training.denoise_start_step=1", "vae_training.num_preview_samples=0"]
+        return [*overrides, *extra]
 
+    def baseline_vae(self, seed: int) -> RunSpec:
+        return RunSpec("train_vae", tuple(self.vae_overrides(seed)))
 
-def vae_run_overrides(workspace: Workspace, steps: int, *extra: str) -> list[str]:
-    """A VAE run of ``steps`` steps (GAN from a third of them), validation every 25 steps."""
-    every = max(1, min(25, steps))
-    return [*workspace.video_overrides(), f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={max(1, steps // 30)}",
-            f"data.batches_per_epoch={every}", f"callbacks.checkpoint.every_n_train_steps={steps}",
-            f"loss.gan.start_step={steps // 3}", "vae_training.num_preview_samples=0", *extra]
+    def baseline_checkpoint(self, seed: int) -> Path:
+        return self.baseline_vae(seed).run_dir(self.runs) / "checkpoints" / "last.ckpt"
+
+    def dit_overrides(self, seed: int, *extra: str) -> list[str]:
+        """A ``dit_demo`` run on the seed-0 baseline's latents with ``seed`` plus ``extra`` overrides."""
+        overrides = ["experiment=dit_demo", f"demo_dir={self.demo}", f"seed={seed}",
+                     f"vae_checkpoint={self.baseline_checkpoint(0)}", f"model.vae.latent_stats={self.latent_stats}",
+                     "callbacks.preemption=null"]
+        if self.quick:
+            overrides += ["trainer.max_steps=3", "trainer.log_every_n_steps=1", "data.batch_size=2", "scheduler.warmup_steps=1", "data.batches_per_epoch=3",
+                          "callbacks.checkpoint.every_n_train_steps=3", "callbacks.adherence.every_n_validations=1",
+                          "callbacks.adherence.num_prompts=2", "callbacks.adherence.num_steps=2",
+                          "dit_training.samples=null"]
+        return [*overrides, *extra]
 
 
 def prepare(root: Path, quick: bool) -> Workspace:
-    """The demo data, the shared VAE and its latents (skipped where already written)."""
+    """The demo data (curated), the seed-0 baseline VAE, its statistics and latents (each skipped where done)."""
     workspace = Workspace(root, quick)
-    if not (workspace.demo / "val").exists():
-        with contextlib.redirect_stdout(io.StringIO()):
-            generate_demo(workspace.demo)
-    train(workspace.shared_vae, workspace.runs)
-    encode_latents(workspace, workspace.latents, None, with_train=True)
-    encode_latents(workspace, workspace.unseen_latents.parent, (UNSEEN_BUCKET,), with_train=False)
+    write_demo(workspace)
+    train(workspace.baseline_vae(0), workspace.runs)
+    encode_latents(workspace)
     return workspace
 
 
-def encode_latents(workspace: Workspace, output: Path, buckets: tuple[tuple[int, int, int], ...] | None,
-                   with_train: bool) -> None:
-    """Precompute DiT inputs with the shared VAE (``ltx.cli.precompute``) at ``buckets`` (None: the demo
-    data config's), unless latents of this VAE and these buckets are already there."""
-    made_by = {"vae_checkpoint": str(workspace.shared_vae_checkpoint), "buckets": buckets, "with_train": with_train}
-    done = output / "done.json"
-    if done.exists() and json.loads(done.read_text()).get("made_by") == json.loads(json.dumps(made_by)):
+def write_demo(workspace: Workspace) -> None:
+    """``make demo``'s first two steps: the demo world and sources, then curation of the training sources."""
+    demo, done = workspace.demo, workspace.demo / "workspace.json"
+    world = QUICK_WORLD if workspace.quick else FULL_WORLD
+    made_by = {"world": repr(world)}
+    if done.exists() and json.loads(done.read_text()) == made_by:
         return
-    overrides = [f"vae_checkpoint={workspace.shared_vae_checkpoint}", f"output={output}",
-                 f"text_encoder.kwargs.path={workspace.demo / 'text_encoder'}",
-                 f"data.train_shards={workspace.demo / 'shards' if with_train else 'null'}",
-                 f"data.val_shards={workspace.demo / 'val'}", "samples_per_shard=4"]
-    if buckets:
-        overrides.append("data.buckets=[" + ",".join(f"[{f},{h},{w}]" for f, h, w in buckets) + "]")
-    if output.exists():
-        shutil.rmtree(output)  # latents of another VAE or other buckets
     with contextlib.redirect_stdout(io.StringIO()):
-        counts = precompute.run(compose("precompute", overrides))
-    if not counts.get("val"):
-        raise RuntimeError(f"no held-out latents at buckets {buckets}: the demo's held-out sources do not fit them")
-    done.write_text(json.dumps({"counts": counts, "made_by": made_by}))
+        generate_demo(demo, world=world, workers=2)
+    command = [sys.executable, "-m", "data_pipeline", f"demo_dir={demo}", f"input={demo / 'train_sources.txt'}",
+               f"output={demo / 'curated'}", f"hydra.run.dir={demo / 'logs' / 'curation'}"]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode:
+        raise RuntimeError(f"curation of the workspace's demo sources failed ({' '.join(command)}):\n{finished.stderr[-4000:]}")
+    done.write_text(json.dumps(made_by))
+
+
+def encode_latents(workspace: Workspace) -> None:
+    """The seed-0 baseline's latent statistics and DiT inputs (``make demo``'s ``latent_stats`` and
+    ``precompute``), and held-out latents at ``UNSEEN_BUCKET``; skipped when this VAE made them."""
+    checkpoint = workspace.baseline_checkpoint(0)
+    made_by = {"vae_checkpoint": str(checkpoint), "unseen_bucket": list(UNSEEN_BUCKET)}
+    done = workspace.demo / "latents_done.json"
+    if done.exists() and json.loads(done.read_text()) == made_by:
+        return
+    demo = workspace.demo
+    with contextlib.redirect_stdout(io.StringIO()):
+        latent_stats.run(compose("latent_stats", ["data=demo_world", f"demo_dir={demo}", f"checkpoint={checkpoint}",
+                                                  f"output={workspace.latent_stats}", f"run_dir={demo / 'logs'}"]))
+        common = ["data=demo_world", f"demo_dir={demo}", f"vae_checkpoint={checkpoint}",
+                  f"model.vae.latent_stats={workspace.latent_stats}"]
+        for output in (workspace.latents, workspace.unseen_latents.parent):
+            if output.exists():
+                shutil.rmtree(output)  # latents of another VAE
+        counts = precompute.run(compose("precompute", [*common, f"output={workspace.latents}"]))
+        f, h, w = UNSEEN_BUCKET
+        unseen = precompute.run(compose("precompute", [*common, f"output={workspace.unseen_latents.parent}",
+                                                       "data.train_shards=null", f"data.buckets=[[{f},{h},{w}]]"]))
+    if not counts.get("train") or not counts.get("val"):
+        raise RuntimeError(f"the workspace's latents are incomplete ({counts}): is {demo} a complete demo dir?")
+    if not unseen.get("val"):
+        raise RuntimeError(f"no held-out latents at {UNSEEN_BUCKET}: the demo's held-out sources do not fit it")
+    done.write_text(json.dumps(made_by))

@@ -1,5 +1,6 @@
 """Quick mode of every ablation (``python -m experiments --quick``): each trains its variants for a
-few steps on the shared demo workspace and writes its table, plot and results file."""
+few steps on the shared workspace (make demo's data and recipes, shrunk) and writes its table, seed-paired
+comparisons, verdict, plot and results file; and the README blocks regenerated from results files."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 
 from experiments.__main__ import main
-from experiments.ablations import ABLATIONS, Result, Settings
+from experiments.ablations import ABLATIONS, Column, Result
 from experiments.report import (
     RESULTS_END,
     RESULTS_START,
@@ -18,6 +19,9 @@ from experiments.report import (
     update_summary,
     write,
 )
+from experiments.runs import metric_curve
+from experiments.trained import Settings
+from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
 
 
 @pytest.fixture(scope="module")
@@ -28,40 +32,60 @@ def quick_results(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ABLATIONS))
-def test_quick_mode_writes_the_table_plot_and_results(quick_results, name):
+def test_quick_mode_writes_the_table_comparisons_verdict_and_plot(quick_results, name):
     out, written = quick_results
     directory = out / name
     assert written[name] == directory / "results.md"
     record = json.loads((directory / "results.json").read_text())
     settings = Settings.load(name, quick=True)
-    assert set(record["rows"]) >= set(settings.variants) or name == "decoder_denoising"
-    assert isinstance(record["reproduced"], bool) and record["verdict"]
+    if name != "decoder_denoising":  # its rows are the two ways of decoding
+        assert set(record["per_seed"]) >= set(settings.variants)
+    assert record["outcome"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+    assert record["outcome"] == INCONCLUSIVE  # one seed in quick mode: never a direction
+    assert any(comparison["primary"] for comparison in record["comparisons"])
+    for comparison in record["comparisons"]:
+        assert comparison["seeds"] == settings.seeds and len(comparison["differences"]) == len(settings.seeds)
     for row in record["rows"].values():
         for column in record["columns"]:
-            value = row[column]
-            if value is None:  # only LPIPS without local backbone weights
-                assert column == "lpips"
+            value = row[column["key"]]
+            if value is None:  # LPIPS without local backbone weights, or a metric a variant does not have
                 continue
-            number = value["mean"] if isinstance(value, dict) else value
-            assert number == number and abs(number) < 1e6  # finite
+            assert value["mean"] == value["mean"] and abs(value["mean"]) < 1e6  # finite
+    baseline = record["baseline"]["rows"]
+    assert baseline["vae_psnr"]["target"] == 25.0 and baseline["vae_ssim"]["target"] == 0.8
+    assert ("dit_colour" in baseline) == (name in ("rope_spacing", "positions", "decoder_denoising"))
+    assert record["commit"] and record["hardware"] and record["date"]
     table = (directory / "results.md").read_text()
-    assert all(variant in table for variant in record["rows"]) and "Paper's direction reproduced" in table
+    assert "Seed-paired comparisons" in table and f"Verdict: **{record['outcome']}**" in table
+    assert all(variant in table for variant in record["per_seed"])
     png = (directory / f"{name}.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+    for figure in record["figures"]:
+        assert (directory / figure).read_bytes().startswith(b"\x89PNG")
 
 
-def test_runs_are_cached_by_configuration(quick_results):
+def test_runs_are_cached_by_configuration_and_gan_variants_branch_from_the_baseline(quick_results):
     out, _ = quick_results
-    runs = list((out / "workspace" / "runs").iterdir())
-    # the shared VAE is also decoder_denoising's first variant, and the rGAN / uniform / with-DWT VAE
-    # runs are one configuration: 1 shared + 1 control + (rgan, gan, no_gan, per_channel, without_dwt)
-    vae_runs = [run for run in runs if run.name.startswith("vae-")]
-    assert len(vae_runs) == 7
-    dit_runs = [run for run in runs if run.name.startswith("dit-")]
-    assert len(dit_runs) == 2 + 3  # rope spacing x 1 seed + positions x 1 seed (quick)
-    for run in runs:
-        record = json.loads((run / "done.json").read_text())
+    runs = {run.name: json.loads((run / "done.json").read_text()) for run in (out / "workspace" / "runs").iterdir()}
+    # one baseline VAE (vae_gan's no_gan, vae_logvar's uniform, dwt_loss's with_dwt, decoder_denoising's, the
+    # DiTs' latents), per_channel, without_dwt, and the rgan and gan branches
+    vae_runs = {name: record for name, record in runs.items() if name.startswith("vae-")}
+    assert len(vae_runs) == 5
+    # one baseline DiT (rope_spacing's exponential, positions' relative_fractional), inverse_exponential,
+    # absolute, fractional
+    assert len([name for name in runs if name.startswith("dit-")]) == 4
+    for record in runs.values():
         assert record["steps"] > 0 and record["seconds"] > 0
+    [baseline] = [name for name, record in vae_runs.items() if not any(
+        key in override for override in record["overrides"] for key in ("gan", "wavelet", "logvar"))]
+    branches = {name: record for name, record in vae_runs.items() if any("loss.gan=" in o for o in record["overrides"])}
+    assert len(branches) == 2
+    for name, record in branches.items():
+        [resume] = [override for override in record["overrides"] if override.startswith("resume=")]
+        assert f"{baseline}/checkpoints/" in resume and "step=2.ckpt" in resume
+        assert "loss.gan.start_step=2" in record["overrides"]
+        # the branch continues the baseline's step 2 with a discriminator of its own
+        assert metric_curve(out / "workspace" / "runs" / name, "train/gan_discriminator")[0][0] == 2
 
 
 def test_unknown_ablation_names_are_refused(capsys):
@@ -70,20 +94,27 @@ def test_unknown_ablation_names_are_refused(capsys):
     assert "valid: rope_spacing, positions" in capsys.readouterr().err
 
 
-def test_readme_blocks_are_replaced_with_the_measured_table(tmp_path):
-    result = Result("toy", "Lower is better.", ["loss"], {"a": {"loss": 0.5}, "b": {"loss": {"mean": 0.7, "min": 0.6,
-                                                                                          "max": 0.8}}},
-                    reproduced=True, verdict="a beats b", curves={"loss": {"a": [(0, 1.0), (1, 0.5)]}},
+def test_readme_blocks_and_the_summary_are_regenerated_from_the_results_files(tmp_path):
+    per_seed = {"a": {"loss": {0: 0.5, 1: 0.4, 2: 0.45}}, "b": {"loss": {0: 0.7, 1: 0.6, 2: 0.8}}}
+    result = Result("toy", "Lower is better.", [Column("loss", "loss", "lower")], per_seed,
+                    [compare("loss", "a", "b", "lower", per_seed)], curves={"loss": {"a": [(0, 1.0), (1, 0.5)]}},
+                    baseline={"rows": {"vae_psnr": {"label": "VAE PSNR", "mean": 25.5, "min": 25.2, "max": 25.9,
+                                                    "target": 25.0, "met": True}}, "all_met": True},
                     settings={"training_minutes": 2.5})
     directory = tmp_path / "toy"
-    write(result, directory, "python -m experiments toy", 60.0)
+    paths = write(result, directory, "python -m experiments toy", 60.0)
     readme = directory / "README.md"
     readme.write_text(f"# toy\n\nintro\n\n{RESULTS_START}\nold\n{RESULTS_END}\n\nafter\n")
-    assert update_readme(readme, result, "python -m experiments toy", 60.0)
+    assert update_readme(readme, paths["markdown"], "toy")
     text = readme.read_text()
-    assert "old" not in text and "intro" in text and "after" in text
-    assert "| a | 0.5000 |" in text and "| b | 0.7000 (0.6000-0.8000) |" in text and "![toy](toy.png)" in text
+    assert "old" not in text and "intro" in text and "after" in text and "![toy](toy.png)" in text
+    assert "| a | 0.4500 ± 0.0500 (0.4000 to 0.5000) |" in text and "| b | 0.7000 ± 0.1000 (0.6000 to 0.8000) |" in text
+    assert "Verdict: **reproduced**" in text and "| -0.2, -0.2, -0.35 | 3 of 3 | reproduced |" in text
+    assert "The baseline meets the demo's targets" in text
     summary = tmp_path / "README.md"
     summary.write_text(f"x\n{SUMMARY_START}\n{SUMMARY_END}\ny\n")
     assert update_summary(summary, [directory, tmp_path / "missing"])
-    assert "| [toy](toy/README.md) | yes | a beats b | 2.5 min |" in summary.read_text()
+    line = next(line for line in summary.read_text().splitlines() if line.startswith("| [toy]"))
+    record = json.loads(paths["json"].read_text())
+    assert "**reproduced**" in line and "-0.2, -0.2, -0.35 (reproduced)" in line and "| yes | 2.5 min |" in line
+    assert record["commit"] in line and record["date"] in line and record["hardware"] in summary.read_text()

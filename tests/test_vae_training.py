@@ -280,3 +280,21 @@ def test_the_v095_architecture_trains_in_the_vae_stage(demo_dir, tmp_path, switc
     else:
         exported = load_vae(export)
     assert exported.config == vae.config
+
+
+def test_a_checkpoint_trained_without_a_gan_resumes_with_one_as_gan_fine_tuning(demo_dir, tmp_path):
+    """resume=<a no-GAN checkpoint> with a GAN configured: the VAE, its optimizer and the step come from the
+    checkpoint, the discriminator starts fresh and trains from the resumed step on."""
+    trunk_dir, branch_dir = tmp_path / "trunk", tmp_path / "branch"
+    trunk = run_training(vae_run_config(demo_dir, trunk_dir, "loss.gan=null", "trainer.max_steps=2"))
+    checkpoint = trunk_dir / "checkpoints" / "last.ckpt"
+    assert trunk.global_step == 2 and not any("discriminator" in key for key in
+                                              torch.load(checkpoint, weights_only=True)["state_dict"])
+    branch = run_training(vae_run_config(demo_dir, branch_dir, "loss.gan.start_step=2", f"resume='{checkpoint}'"))
+    assert branch.global_step == 4
+    with open(next(branch_dir.glob("csv/resumed-step2/metrics.csv"))) as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert len(rows) == 2 and all(int(row["step"]) >= 2 for row in rows)  # the two steps after the resumed one
+    assert all(float(row["train/gan_discriminator"]) > 0 for row in rows)
+    saved = torch.load(branch_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert any(key.startswith("discriminator.") for key in saved)

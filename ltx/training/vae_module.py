@@ -126,6 +126,17 @@ class VAEModule(TrainingStage):
                              "which FSDP2 shards; set loss.gan.adaptive_weight=false with trainer=fsdp, or train the "
                              "VAE with trainer=ddp")
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint trained without a GAN resumed with one (``resume=<path>`` and a ``loss.gan``: GAN
+        fine-tuning of a trained VAE) gets this module's fresh discriminator; its optimizer starts fresh too
+        (Lightning restores the optimizers the checkpoint has, the generator's)."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict")
+        if state is None or self.gan_cfg is None or any(key.startswith("discriminator.") for key in state):
+            return
+        log.info("the checkpoint has no discriminator (trained without a GAN): the GAN starts with a fresh one")
+        state.update({f"discriminator.{key}": value for key, value in self.discriminator.state_dict().items()})
+
     def gan_active(self) -> bool:
         return self.gan_cfg is not None and self.global_step >= self.gan_cfg.get("start_step", 0)
 

@@ -1,0 +1,124 @@
+"""Training runs of the ablations and what is measured on them, cached: ``Settings`` (an ablation's
+config.yaml), the VAE and DiT runs of a variant and seed (``experiments.runs.train``: a finished run is not
+trained again, so ablations that share a baseline train it once) and measurements stored beside a run."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from experiments.runs import RunSpec, train
+from experiments.workspace import Workspace
+from ltx.training.adherence import PromptAdherenceCallback, sample_videos, score_videos
+
+ROOT = Path(__file__).resolve().parent
+MEASUREMENTS_VERSION = 1  # bump when a measurement changes: cached measurements of older versions are redone
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``experiments/<name>/config.yaml``: variants (name -> overrides; the first is the baseline, with no
+    overrides) and seeds per mode (``full`` / ``quick``), and the ablation's own keys."""
+
+    name: str
+    variants: dict[str, list[str]]
+    seeds: list[int]
+    extra: dict[str, Any]
+    runs: list[Path] = field(default_factory=list, compare=False)  # the run directories used, filled while running
+
+    @classmethod
+    def load(cls, name: str, quick: bool) -> Settings:
+        raw = OmegaConf.to_container(OmegaConf.load(ROOT / name / "config.yaml"), resolve=True)
+        mode = raw.pop("quick" if quick else "full")
+        raw.pop("full" if quick else "quick", None)
+        variants = {key: list(value or []) for key, value in raw.pop("variants", {}).items()}
+        seeds = list(mode.pop("seeds", [0]))
+        if not seeds:
+            raise ValueError(f"experiments/{name}/config.yaml: give at least one seed")
+        return cls(name, variants, seeds, {**raw, **mode})
+
+
+def cached_measurement(run_dir: Path, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()`` stored in ``run_dir/measurements/<name>.json`` and read back on later calls (a run's
+    measurements are redone when ``MEASUREMENTS_VERSION`` changes)."""
+    path = run_dir / "measurements" / f"{name}.json"
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record.get("version") == MEASUREMENTS_VERSION:
+            return record["values"]
+    values = measure()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": MEASUREMENTS_VERSION, "values": values}, indent=1))
+    return values
+
+
+def vae_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -> Path:
+    """Train (or find) the variant's run of ``seed``: the baseline VAE with the variant's overrides. With
+    ``branch_from_step`` in the settings, a variant with overrides is a branch: it resumes the same seed's
+    baseline from its checkpoint at that step (the two share every step before it, so their paired
+    difference is the variant's alone) and a GAN it adds joins there (``loss.gan.start_step``)."""
+    overrides = list(settings.variants[variant])
+    step = settings.extra.get("branch_from_step")
+    if step is not None and overrides:
+        baseline = RunSpec("train_vae", tuple(workspace.vae_overrides(seed)))
+        train(baseline, workspace.runs)
+        checkpoints = checkpoint_steps(baseline.run_dir(workspace.runs))
+        if int(step) not in checkpoints:
+            raise ValueError(f"{settings.name}: branch_from_step={step} but the baseline of seed {seed} has checkpoints "
+                             f"at steps {sorted(checkpoints)}; pick one of them")
+        overrides += [f"resume='{checkpoints[int(step)]}'"]  # quoted: the file name holds '='
+        if any(override.startswith("loss.gan=") for override in overrides):
+            overrides.append(f"loss.gan.start_step={step}")
+    spec = RunSpec("train_vae", tuple(workspace.vae_overrides(seed, *overrides)))
+    train(spec, workspace.runs)
+    run_dir = spec.run_dir(workspace.runs)
+    settings.runs.append(run_dir)
+    return run_dir
+
+
+def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
+    """The run's step checkpoints (``...step=N.ckpt``) by step."""
+    found = {}
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        match = re.search(r"step=(\d+)", path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def dit_run(workspace: Workspace, settings: Settings, overrides: list[str], seed: int) -> Path:
+    spec = RunSpec("train_dit", tuple(workspace.dit_overrides(seed, *overrides)))
+    train(spec, workspace.runs, after=lambda trainer: validate_dit(trainer, workspace))
+    run_dir = spec.run_dir(workspace.runs)
+    settings.runs.append(run_dir)
+    return run_dir
+
+
+def validate_dit(trainer: L.Trainer, workspace: Workspace) -> dict[str, float]:
+    """The trained DiT's validation loss (fixed timesteps and noise) on the held-out latents at the
+    training sizes and at ``UNSEEN_BUCKET``, and its prompt adherence on held-out prompts (the adherence
+    callback's prompts and sampling settings, the final weights)."""
+    module = trainer.lightning_module
+    adherence = next((callback for callback in trainer.callbacks if isinstance(callback, PromptAdherenceCallback)), None)
+    trainer.callbacks = [callback for callback in trainer.callbacks if callback is not adherence]  # sampled once, below
+    losses = {}
+    for name, shards in (("val_loss", workspace.latents / "val"), ("val_loss_unseen_size", workspace.unseen_latents)):
+        datamodule = instantiate(module.cfg.data, val_shards=str(shards))
+        [metrics] = trainer.validate(module, datamodule=datamodule, verbose=False)
+        losses[name] = float(metrics["val/loss"])
+    if adherence is None:
+        raise ValueError("the DiT ablations score prompt adherence with callbacks.adherence (experiment=dit_demo's)")
+    captions = [prompt.caption for prompt in adherence.prompts]
+    videos = sample_videos(module.transformer, module.vae, module.text_encoder, captions, adherence.settings,
+                           adherence.batch_size)
+    scores = score_videos(videos, adherence.prompts).scores
+    losses.update({f"adherence_{name}": scores[name] for name in ("colour", "shape", "motion")})
+    return losses
