@@ -77,7 +77,8 @@ def markdown(result: Result, command: str, seconds: float, origin: dict[str, str
         differences = ", ".join(f"{value:+.4g}" for value in comparison.differences)
         lines.append(f"| {'primary' if comparison.primary else 'secondary'} | {comparison.metric}: {comparison.ours} vs "
                      f"{comparison.other} ({comparison.better} is better) | {differences} | {comparison.favourable} of "
-                     f"{len(comparison.seeds)} | {comparison.outcome} |")
+                     f"{len(comparison.seeds)} | {comparison.outcome}"
+                     f"{' (spread > effect: more seeds needed)' if comparison.spread_exceeds_effect else ''} |")
     lines += ["", f"Verdict: **{result.outcome}**. {result.verdict}.", ""]
     lines += [f"- {note}" for note in result.notes]
     lines += [f"![{caption}]({name})" for name, caption in result.figures.items()]

@@ -101,10 +101,18 @@ class Comparison:
             return NOT_REPRODUCED
         return INCONCLUSIVE
 
+    @property
+    def spread_exceeds_effect(self) -> bool:
+        """Whether the paired differences vary more (sample standard deviation) than their mean is far from 0:
+        the seeds do not separate the variants, and more seeds are needed before a direction can show."""
+        differences = Spread.of(self.differences)
+        return len(self.differences) > 1 and differences.std > abs(differences.mean)
+
     def describe(self, digits: int = 4) -> str:
         ours, other = Spread.of(self.ours_values), Spread.of(self.other_values)
         differences = ", ".join(f"{difference:+.{digits}f}" for difference in self.differences)
         reason = f"; fewer than {MIN_SEEDS} seeds" if len(self.seeds) < MIN_SEEDS else ""
+        reason += "; the spread over seeds exceeds the effect: more seeds needed" if self.spread_exceeds_effect else ""
         return (f"{self.metric} ({self.better} is better): {self.ours} {ours.format(digits)} vs {self.other} "
                 f"{other.format(digits)}; paired differences [{differences}], the paper's sign in {self.favourable} of "
                 f"{len(self.seeds)}: {self.outcome}{reason}")
@@ -113,7 +121,7 @@ class Comparison:
         return {"metric": self.metric, "ours": self.ours, "other": self.other, "better": self.better,
                 "seeds": list(self.seeds), "ours_values": list(self.ours_values), "other_values": list(self.other_values),
                 "differences": list(self.differences), "favourable": self.favourable, "outcome": self.outcome,
-                "primary": self.primary}
+                "spread_exceeds_effect": self.spread_exceeds_effect, "primary": self.primary}
 
 
 def compare(metric: str, ours: str, other: str, better: str, per_seed: dict[str, dict[str, dict[int, float]]],

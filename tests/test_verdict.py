@@ -77,3 +77,11 @@ def test_spread_reports_mean_std_and_range():
     assert (spread.mean, spread.std, spread.min, spread.max) == (2.0, 1.0, 1.0, 3.0)
     assert spread.format(2) == "2.00 ± 1.00 (1.00 to 3.00)"
     assert Spread.of([0.5]).format(2) == "0.50"
+
+
+def test_a_spread_larger_than_the_effect_asks_for_more_seeds():
+    noisy = compare("loss", "ours", "other", "lower", results([0.1, 0.5, 0.2], [0.2, 0.2, 0.3]))  # -0.1, +0.3, -0.1
+    assert noisy.outcome == INCONCLUSIVE and noisy.spread_exceeds_effect
+    assert "more seeds needed" in noisy.describe()
+    clear = compare("loss", "ours", "other", "lower", results([0.1, 0.1, 0.1], [0.2, 0.21, 0.19]))
+    assert clear.outcome == REPRODUCED and not clear.spread_exceeds_effect
