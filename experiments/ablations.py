@@ -99,6 +99,10 @@ def _reconstruction(run_dir: Path, videos, lpips) -> dict[str, Any]:
     return evaluation.reconstruction_metrics(_last_vae(run_dir), videos, lpips)
 
 
+def _noisy_latents(run_dir: Path, videos, levels, timestep: float, renoise: float) -> dict[str, Any]:
+    return evaluation.noisy_latent_psnr(_last_vae(run_dir), videos, levels, timestep, renoise)
+
+
 def _decode_both_ways(dit_dir: Path, prompts, sample: SampleSettings) -> dict[str, Any]:
     return evaluation.sampled_latents_decoded_both_ways(load_dit_module(dit_dir / "checkpoints" / "last.ckpt"),
                                                         prompts, sample)
@@ -230,7 +234,7 @@ def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
     for seed in settings.seeds:
         run_dir = vae_run(workspace, settings, "baseline", seed)
         psnr = cached_measurement(run_dir, f"noisy_latents-{levels}-{timestep}-{renoise}", partial(
-            evaluation.noisy_latent_psnr, _last_vae(run_dir), videos, levels, timestep, renoise))
+            _noisy_latents, run_dir, videos, levels, timestep, renoise))
         for mode, label in modes.items():
             for level in levels:
                 per_seed[label].setdefault(f"psnr_at_noise_{level}", {})[seed] = psnr[f"{level}/{mode}"]
