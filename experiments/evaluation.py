@@ -19,7 +19,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from ltx.cli.report_card import HeldOutClip, read_clips
+from ltx.cli.report_card import HeldOutClip, batches_by_shape, decode_noised, read_clips
 from ltx.evaluation.demo_world import DemoWorldEvaluator
 from ltx.losses.dwt import haar_subbands_3d
 from ltx.models.vae.autoencoder import VideoAutoencoder
@@ -27,7 +27,6 @@ from ltx.registry import LOSSES
 from ltx.sampling import decode_latents
 from ltx.training.adherence import score_videos
 from ltx.training.samples import SampleSettings, generate
-from ltx.training.vae_module import noise_latents
 
 TRAINING_HEIGHT = 64  # the demo world's clips; the larger demo sources are coded at this height too
 FRAMES = 17
@@ -51,11 +50,7 @@ def held_out_videos(shards: Path, limit: int | None = None) -> list[HeldOut]:
 
 def batches(videos: Sequence[HeldOut], batch_size: int = 8) -> list[list[int]]:
     """Indices of ``videos`` grouped by shape, ``batch_size`` at a time, in order."""
-    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    for index, item in enumerate(videos):
-        by_shape[tuple(item.video.shape)].append(index)
-    return [indices[start : start + batch_size] for indices in by_shape.values()
-            for start in range(0, len(indices), batch_size)]
+    return batches_by_shape([tuple(item.video.shape) for item in videos], batch_size)
 
 
 def frames01(video: torch.Tensor) -> torch.Tensor:
@@ -100,9 +95,7 @@ def reconstruct(vae: VideoAutoencoder, videos: Sequence[HeldOut], noise_timestep
         if noise_timestep is None:
             decoded = vae.decode(mean, 0.0 if vae.config.timestep_conditioning else None, decoder_generator)
         else:
-            epsilon = torch.randn(mean.shape, generator=generator)
-            timestep = torch.full((len(chunk),), noise_timestep)
-            decoded = vae.decode(noise_latents(mean, timestep, epsilon), noise_timestep, decoder_generator)
+            decoded = decode_noised(vae, mean, noise_timestep, generator, decoder_generator)
         for position, index in enumerate(chunk):
             outputs[index] = decoded[position].float().clamp(-1, 1)
     return outputs

@@ -197,3 +197,25 @@ def test_missing_inputs_and_bad_arguments_are_errors(tmp_path):
         with pytest.raises(SystemExit) as error:
             report_card.parse_args([str(tmp_path), *arguments])
         assert error.value.code == 2, arguments
+
+
+def test_clips_are_batched_by_shape_in_first_seen_order():
+    shapes = [(3, 9, 64, 64), (3, 9, 64, 96), (3, 9, 64, 64), (3, 9, 64, 64), (3, 9, 64, 96)]
+    assert report_card.batches_by_shape(shapes, batch_size=2) == [[0, 2], [3], [1, 4]]
+    assert report_card.batches_by_shape([], batch_size=2) == []
+
+
+def test_noised_decoding_noises_the_mean_to_t_and_tells_the_decoder_t():
+    calls = []
+
+    class RecordingDecoder:
+        def decode(self, latents, timestep, generator):
+            calls.append((latents.clone(), timestep, generator))
+            return latents
+
+    mean = torch.randn(2, 4, 1, 2, 2)
+    generator, decoder_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
+    decoded = report_card.decode_noised(RecordingDecoder(), mean, 0.05, generator, decoder_generator)
+    epsilon = torch.randn(mean.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(decoded, 0.95 * mean + 0.05 * epsilon)
+    assert calls[0][1] == 0.05 and calls[0][2] is decoder_generator

@@ -28,6 +28,7 @@ import json
 import tarfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,24 @@ def _quality(reconstruction: torch.Tensor, original: torch.Tensor) -> tuple[floa
 
 
 @torch.no_grad()
+def batches_by_shape(shapes: Sequence[tuple[int, ...]], batch_size: int) -> list[list[int]]:
+    """Indices of ``shapes`` grouped by equal shape (first-seen order), ``batch_size`` at a time."""
+    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, shape in enumerate(shapes):
+        by_shape[shape].append(index)
+    return [indices[start : start + batch_size] for indices in by_shape.values()
+            for start in range(0, len(indices), batch_size)]
+
+
+def decode_noised(vae: VideoAutoencoder, mean: torch.Tensor, noise_timestep: float, generator: torch.Generator,
+                  decoder_generator: torch.Generator) -> torch.Tensor:
+    """``mean`` `(B, C, F', H', W')` noised to ``noise_timestep`` (``(1 - t) z + t eps``, eps drawn on the CPU
+    from ``generator``) and decoded by the timestep-conditioned decoder told t: `(B, 3, F, H, W)`."""
+    epsilon = torch.randn(mean.shape, generator=generator).to(mean)
+    timestep = torch.full((mean.shape[0],), noise_timestep, device=mean.device)
+    return vae.decode(noise_latents(mean, timestep, epsilon), noise_timestep, decoder_generator)
+
+
 def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_frames: int, noise_timestep: float,
                         batch_size: int, seed: int, keep: int,
                         evaluator: DemoWorldEvaluator | None = None, height: int | None = None,
@@ -140,32 +159,25 @@ def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_fra
     generator = torch.Generator().manual_seed(seed)  # the latent noise, drawn on the CPU
     decoder_generator = torch.Generator(device).manual_seed(seed)  # the decoder's noise injection, on its device
     videos = [clip.video(max_frames, height=height) for clip in clips]
-    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    for index, video in enumerate(videos):
-        by_shape[tuple(video.shape)].append(index)
     rows, examples = [None] * len(clips), {}
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            batch = torch.stack([videos[index] for index in chunk]).to(device)  # (B, 3, F, H, W)
-            mean = vae.encode(batch).mean  # (B, C, F', H', W')
-            clean = vae.decode(mean, 0.0 if vae.config.timestep_conditioning else None, decoder_generator).cpu()
-            noisy = None
-            if vae.config.timestep_conditioning:
-                epsilon = torch.randn(mean.shape, generator=generator).to(mean)
-                timestep = torch.full((len(chunk),), noise_timestep, device=device)
-                noisy = vae.decode(noise_latents(mean, timestep, epsilon), noise_timestep, decoder_generator).cpu()
-            for position, index in enumerate(chunk):
-                psnr, ssim = _quality(clean[position], videos[index])
-                row = {"key": clips[index].key, "shape": list(videos[index].shape[1:]), "psnr_t0": psnr, "ssim_t0": ssim}
-                labels = caption_labels(clips[index].caption)
-                if evaluator is not None and labels is not None:
-                    row["read"], row["labels"] = evaluator.predict(clean[position]), labels
-                if noisy is not None:
-                    row["psnr_noisy"], row["ssim_noisy"] = _quality(noisy[position], videos[index])
-                rows[index] = row
-                if index < keep:
-                    examples[index] = (clips[index].key, videos[index], clean[position])
+    for chunk in batches_by_shape([tuple(video.shape) for video in videos], batch_size):
+        batch = torch.stack([videos[index] for index in chunk]).to(device)  # (B, 3, F, H, W)
+        mean = vae.encode(batch).mean  # (B, C, F', H', W')
+        clean = vae.decode(mean, 0.0 if vae.config.timestep_conditioning else None, decoder_generator).cpu()
+        noisy = None
+        if vae.config.timestep_conditioning:
+            noisy = decode_noised(vae, mean, noise_timestep, generator, decoder_generator).cpu()
+        for position, index in enumerate(chunk):
+            psnr, ssim = _quality(clean[position], videos[index])
+            row = {"key": clips[index].key, "shape": list(videos[index].shape[1:]), "psnr_t0": psnr, "ssim_t0": ssim}
+            labels = caption_labels(clips[index].caption)
+            if evaluator is not None and labels is not None:
+                row["read"], row["labels"] = evaluator.predict(clean[position]), labels
+            if noisy is not None:
+                row["psnr_noisy"], row["ssim_noisy"] = _quality(noisy[position], videos[index])
+            rows[index] = row
+            if index < keep:
+                examples[index] = (clips[index].key, videos[index], clean[position])
     return rows, [examples[index] for index in sorted(examples)]
 
 
