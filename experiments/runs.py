@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
 from ltx.cli.train import CONFIG_DIR, run_training
+from ltx.training.checkpoints import latest_checkpoint
 
 DONE = "done.json"
 
@@ -48,19 +50,28 @@ class RunSpec:
 
 def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train ``spec`` into its run directory unless a finished run is there; ``after(trainer)`` measures
-    the trained module in the same process, and its result is stored with the run. Returns the stored
-    record (overrides, the result of ``after``)."""
+    the trained module in the same process, and its result is stored with the run. An interrupted run
+    continues from its latest complete checkpoint (a step checkpoint or ``last.ckpt``), replacing any
+    ``resume=`` of the spec (a branch's starting point); one without a checkpoint starts again. Returns the
+    stored record (overrides, the result of ``after``; ``resumed_from`` for a continued run)."""
     run_dir = spec.run_dir(runs)
     done = run_dir / DONE
     if done.exists():
         return json.loads(done.read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an interrupted run: start it again
-    cfg = compose(spec.config, [*spec.overrides, f"run_dir={run_dir}"])
+    overrides = list(spec.overrides)
+    own_checkpoint = latest_checkpoint(run_dir) if run_dir.exists() else None
+    if own_checkpoint is not None:
+        overrides = [override for override in overrides if not override.startswith("resume=")]
+        overrides.append(f"resume='{own_checkpoint}'")  # quoted: step checkpoints' names hold '='
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # interrupted before its first checkpoint: start it again
+    cfg = compose(spec.config, [*overrides, f"run_dir={run_dir}"])
     start = time.perf_counter()
     trainer = run_training(cfg)
     record = {"config": spec.config, "overrides": list(spec.overrides), "steps": trainer.global_step,
               "seconds": time.perf_counter() - start, "after": after(trainer) if after else None}
+    if own_checkpoint is not None:  # "seconds" is then this process's part only
+        record["resumed_from"] = str(own_checkpoint)
     done.write_text(json.dumps(record, indent=2))
     return record
 
@@ -76,15 +87,24 @@ def run_seconds(run_dir: Path) -> float:
 
 def metric_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
     """``(step, value)`` rows of ``key`` in the run's CSV logs (``csv/metrics.csv`` and, after a resume,
-    ``csv/resumed-step<N>/metrics.csv``), in step order."""
-    paths = sorted((run_dir / "csv").glob("**/metrics.csv"))
+    ``csv/resumed-step<N>/metrics.csv``), in step order. A resume from step N supersedes what earlier logs
+    hold from step N on (an interrupted run logged past its last checkpoint)."""
+    paths = sorted((run_dir / "csv").glob("**/metrics.csv"), key=_resumed_step)
     if not paths:
         raise FileNotFoundError(f"no {run_dir / 'csv' / 'metrics.csv'}: was the run logged with logger=csv?")
-    rows = []
+    rows: list[tuple[int, float]] = []
     for path in paths:
+        resumed = _resumed_step(path)
+        rows = [row for row in rows if row[0] < resumed]
         with open(path) as handle:
             rows += [(int(row["step"]), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
     return sorted(rows)
+
+
+def _resumed_step(metrics: Path) -> int:
+    """N of a ``resumed-step<N>/metrics.csv``; 0 for a run's first log."""
+    match = re.fullmatch(r"resumed-step(\d+)", metrics.parent.name)
+    return int(match.group(1)) if match else 0
 
 
 def tail_mean(curve: list[tuple[int, float]], fraction: float = 0.2) -> float:

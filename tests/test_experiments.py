@@ -5,6 +5,7 @@ comparisons, verdict, plot and results file; and the README blocks regenerated f
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -19,7 +20,7 @@ from experiments.report import (
     update_summary,
     write,
 )
-from experiments.runs import metric_curve
+from experiments.runs import RunSpec, metric_curve, train
 from experiments.trained import Settings
 from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
 
@@ -86,6 +87,35 @@ def test_runs_are_cached_by_configuration_and_gan_variants_branch_from_the_basel
         assert "loss.gan.start_step=2" in record["overrides"]
         # the branch continues the baseline's step 2 with a discriminator of its own
         assert metric_curve(out / "workspace" / "runs" / name, "train/gan_discriminator")[0][0] == 2
+
+
+def test_an_interrupted_run_continues_from_its_own_latest_checkpoint(quick_results, tmp_path):
+    out, _ = quick_results
+    source = out / "workspace" / "runs"
+    name, record = next((run.name, json.loads((run / "done.json").read_text())) for run in sorted(source.iterdir())
+                        if run.name.startswith("vae-") and any("loss.gan=" in o for o in
+                                                              json.loads((run / "done.json").read_text())["overrides"]))
+    runs = tmp_path / "runs"
+    shutil.copytree(source / name, runs / name)
+    (runs / name / "done.json").unlink()  # as if stopped after its last checkpoint, before the record
+    spec = RunSpec("train_vae", tuple(record["overrides"]))
+    assert spec.run_dir(runs) == runs / name
+    continued = train(spec, runs)
+    # its own checkpoint, not the baseline's checkpoint that its spec branches from
+    assert continued["resumed_from"].startswith(str(runs / name / "checkpoints"))
+    assert continued["steps"] == record["steps"] and continued["overrides"] == record["overrides"]
+    assert json.loads((runs / name / "done.json").read_text()) == continued
+
+
+def test_a_resumed_log_supersedes_what_the_interrupted_one_logged_past_the_checkpoint(tmp_path):
+    def log(directory, rows):
+        directory.mkdir(parents=True)
+        (directory / "metrics.csv").write_text("step,train/loss\n" + "".join(f"{s},{v}\n" for s, v in rows))
+
+    log(tmp_path / "csv", [(0, 1.0), (500, 0.9), (1000, 0.8), (1200, 0.7)])  # interrupted at 1,200
+    log(tmp_path / "csv" / "resumed-step1000", [(1000, 0.6), (1500, 0.5)])  # from the 1,000-step checkpoint
+    log(tmp_path / "csv" / "resumed-step500", [(500, 0.95), (900, 0.85)])  # an earlier resume, logged first
+    assert metric_curve(tmp_path, "train/loss") == [(0, 1.0), (500, 0.95), (900, 0.85), (1000, 0.6), (1500, 0.5)]
 
 
 def test_unknown_ablation_names_are_refused(capsys):
