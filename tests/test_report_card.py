@@ -106,7 +106,8 @@ def test_vae_rows_at_their_own_size_with_vae_height_0(demo_dir):
     vae = VideoAutoencoder(vae_config("tiny")).eval()
     clips = [clip for clip in report_card.read_clips(demo_dir / "val") if clip.key == "yellow_circle_gradient"]
     own, _ = report_card.vae_reconstructions(vae, clips, 9, 0.05, 2, 0, 0, height=None)
-    scaled, _ = report_card.vae_reconstructions(vae, clips, 9, 0.05, 2, 0, 0, height=64)
+    scaled, [(_, _, reconstruction)] = report_card.vae_reconstructions(vae, clips, 9, 0.05, 2, 0, 1, height=64)
+    assert not reconstruction.requires_grad  # measured without autograd
     assert own[0]["shape"] == [9, 192, 256] and scaled[0]["shape"] == [9, 64, 96]
     assert report_card.parse_args([str(demo_dir), "--vae-height", "0"]).vae_height == 0
 

@@ -127,7 +127,6 @@ def _quality(reconstruction: torch.Tensor, original: torch.Tensor) -> tuple[floa
             structural_similarity_index_measure(*frames, data_range=1.0).item())  # frames: (F, 3, H, W)
 
 
-@torch.no_grad()
 def batches_by_shape(shapes: Sequence[tuple[int, ...]], batch_size: int) -> list[list[int]]:
     """Indices of ``shapes`` grouped by equal shape (first-seen order), ``batch_size`` at a time."""
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -146,6 +145,7 @@ def decode_noised(vae: VideoAutoencoder, mean: torch.Tensor, noise_timestep: flo
     return vae.decode(noise_latents(mean, timestep, epsilon), noise_timestep, decoder_generator)
 
 
+@torch.no_grad()
 def vae_reconstructions(vae: VideoAutoencoder, clips: list[HeldOutClip], max_frames: int, noise_timestep: float,
                         batch_size: int, seed: int, keep: int,
                         evaluator: DemoWorldEvaluator | None = None, height: int | None = None,
