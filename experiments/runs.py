@@ -25,6 +25,7 @@ from ltx.cli.train import CONFIG_DIR, run_training
 from ltx.training.checkpoints import latest_checkpoint
 
 DONE = "done.json"
+SEGMENT = "segment.json"  # when the training process now on a run started, and the run's training seconds before it
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
@@ -53,7 +54,8 @@ def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]
     the trained module in the same process, and its result is stored with the run. An interrupted run
     continues from its latest complete checkpoint (a step checkpoint or ``last.ckpt``), replacing any
     ``resume=`` of the spec (a branch's starting point); one without a checkpoint starts again. Returns the
-    stored record (overrides, the result of ``after``; ``resumed_from`` for a continued run)."""
+    stored record (overrides, the result of ``after``, the training ``seconds``, which for a continued run
+    include the interrupted processes' time up to its checkpoint; ``resumed_from`` for a continued run)."""
     run_dir = spec.run_dir(runs)
     done = run_dir / DONE
     if done.exists():
@@ -66,14 +68,39 @@ def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]
     elif run_dir.exists():
         shutil.rmtree(run_dir)  # interrupted before its first checkpoint: start it again
     cfg = compose(spec.config, [*overrides, f"run_dir={run_dir}"])
+    before = _seconds_before(run_dir, own_checkpoint) if own_checkpoint is not None else 0.0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / SEGMENT).write_text(json.dumps({"started": time.time(), "seconds_before": before}))
     start = time.perf_counter()
     trainer = run_training(cfg)
+    seconds = time.perf_counter() - start
     record = {"config": spec.config, "overrides": list(spec.overrides), "steps": trainer.global_step,
-              "seconds": time.perf_counter() - start, "after": after(trainer) if after else None}
-    if own_checkpoint is not None:  # "seconds" is then this process's part only
+              "seconds": seconds + (before or 0.0), "after": after(trainer) if after else None}
+    if own_checkpoint is not None:
         record["resumed_from"] = str(own_checkpoint)
+        record["seconds_this_process"] = seconds
+        if before is None:  # "seconds" is then this process's part only
+            record["seconds_before_resume"] = "not recorded"
     done.write_text(json.dumps(record, indent=2))
     return record
+
+
+def _seconds_before(run_dir: Path, checkpoint: Path) -> float | None:
+    """The training seconds a run had spent up to ``checkpoint``, the one it continues from: those before
+    the interrupted process plus that process's time from its start to the checkpoint's writing (the steps
+    it trained past the checkpoint are lost and not counted). A run begun before ``segment.json`` was
+    written counts from its first CSV log, made as training starts; None where that cannot be known (it
+    had already been resumed)."""
+    segment = run_dir / SEGMENT
+    if segment.exists():
+        previous = json.loads(segment.read_text())
+    elif (run_dir / "csv" / "hparams.yaml").exists() and not list((run_dir / "csv").glob("resumed-step*")):
+        previous = {"started": (run_dir / "csv" / "hparams.yaml").stat().st_mtime, "seconds_before": 0.0}
+    else:
+        return None
+    if previous["seconds_before"] is None:
+        return None
+    return previous["seconds_before"] + max(0.0, checkpoint.stat().st_mtime - previous["started"])
 
 
 def run_seconds(run_dir: Path) -> float:

@@ -20,9 +20,10 @@ from experiments.report import (
     update_summary,
     write,
 )
-from experiments.runs import RunSpec, metric_curve, train
+from experiments.runs import RunSpec, _seconds_before, metric_curve, train
 from experiments.trained import Settings
 from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
+from ltx.training.checkpoints import latest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +99,35 @@ def test_an_interrupted_run_continues_from_its_own_latest_checkpoint(quick_resul
     runs = tmp_path / "runs"
     shutil.copytree(source / name, runs / name)
     (runs / name / "done.json").unlink()  # as if stopped after its last checkpoint, before the record
+    # the interrupted process: started 100 s before writing its last checkpoint, after 50 s of earlier ones
+    checkpoint = latest_checkpoint(runs / name)
+    (runs / name / "segment.json").write_text(json.dumps({"started": checkpoint.stat().st_mtime - 100.0,
+                                                          "seconds_before": 50.0}))
     spec = RunSpec("train_vae", tuple(record["overrides"]))
     assert spec.run_dir(runs) == runs / name
     continued = train(spec, runs)
     # its own checkpoint, not the baseline's checkpoint that its spec branches from
-    assert continued["resumed_from"].startswith(str(runs / name / "checkpoints"))
+    assert continued["resumed_from"] == str(checkpoint)
+    # its training time counts the interrupted processes' time up to that checkpoint
+    assert 0 < continued["seconds_this_process"]
+    assert continued["seconds"] == pytest.approx(150.0 + continued["seconds_this_process"])
     assert continued["steps"] == record["steps"] and continued["overrides"] == record["overrides"]
     assert json.loads((runs / name / "done.json").read_text()) == continued
+
+
+def test_a_run_begun_before_segments_were_recorded_counts_from_its_first_log(tmp_path):
+    import os
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "hparams.yaml").write_text("{}")
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"")
+    os.utime(tmp_path / "csv" / "hparams.yaml", (1000.0, 1000.0))
+    os.utime(checkpoint, (1400.0, 1400.0))
+    assert _seconds_before(tmp_path, checkpoint) == pytest.approx(400.0)
+    # once resumed without a record, the earlier processes' time cannot be known: not guessed
+    (tmp_path / "csv" / "resumed-step1000").mkdir()
+    assert _seconds_before(tmp_path, checkpoint) is None
 
 
 def test_a_resumed_log_supersedes_what_the_interrupted_one_logged_past_the_checkpoint(tmp_path):
