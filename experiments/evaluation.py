@@ -6,6 +6,7 @@ the denoising decoder on noisy latents, and the DiT's samples decoded both ways.
 
 from __future__ import annotations
 
+import tarfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as load_safetensors
 from torchmetrics.functional.image import (
     image_gradients,
     peak_signal_noise_ratio,
@@ -20,6 +22,7 @@ from torchmetrics.functional.image import (
 )
 
 from ltx.cli.report_card import HeldOutClip, batches_by_shape, decode_noised, read_clips
+from ltx.data.latents import LATENT_EXTENSION
 from ltx.evaluation.demo_world import DemoWorldEvaluator
 from ltx.losses.dwt import haar_subbands_3d
 from ltx.models.vae.autoencoder import VideoAutoencoder
@@ -209,3 +212,20 @@ def sampled_latents_decoded_both_ways(module, prompts: Sequence, settings: Sampl
         videos["denoise"].append(decode_latents(module.vae, latents, settings.decode_timestep, settings.renoise_scale,
                                                 generator=generator).cpu())
     return {mode: score_videos(torch.cat(decoded), list(prompts)).scores for mode, decoded in videos.items()}
+
+
+def zero_prediction_loss(shards: Path) -> float:
+    """The flow loss of predicting zero velocity on the latents of ``shards`` (``*.tar`` of
+    ``ltx.data.latents``): with ``v = eps - x0`` and unit Gaussian noise, ``1 + E[x0^2]`` (each clip's mean
+    over its elements, then over clips). A DiT whose validation loss there is above it has learned nothing
+    that carries over to those latents."""
+    squares = []
+    for shard in sorted(Path(shards).glob("*.tar")):
+        with tarfile.open(shard) as archive:
+            for member in archive.getmembers():
+                if member.name.endswith(f".{LATENT_EXTENSION}"):
+                    latents = load_safetensors(archive.extractfile(member).read())["latents"]
+                    squares.append(float(latents.double().pow(2).mean()))
+    if not squares:
+        raise FileNotFoundError(f"no latent samples (*.{LATENT_EXTENSION}) in the shards of {shards}")
+    return 1.0 + sum(squares) / len(squares)

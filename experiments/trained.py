@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from experiments.runs import RunSpec, train
 from experiments.workspace import Workspace
+from ltx.cli.sample import load_dit_module
 from ltx.training.adherence import PromptAdherenceCallback, sample_videos, score_videos
 
 ROOT = Path(__file__).resolve().parent
@@ -100,6 +101,18 @@ def dit_run(workspace: Workspace, settings: Settings, overrides: list[str], seed
     run_dir = spec.run_dir(workspace.runs)
     settings.runs.append(run_dir)
     return run_dir
+
+
+def dit_validation_loss(run_dir: Path, shards: Path) -> dict[str, float]:
+    """A finished DiT run's validation loss (``val_loss``: the module's fixed timesteps and noise) on the
+    latents in ``shards``, with its final EMA weights, the weights ``validate_dit`` measures at the end of
+    training."""
+    module = load_dit_module(run_dir / "checkpoints" / "last.ckpt")
+    datamodule = instantiate(module.cfg.data, val_shards=str(shards))
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    [metrics] = trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {"val_loss": float(metrics["val/loss"])}
 
 
 def validate_dit(trainer: L.Trainer, workspace: Workspace) -> dict[str, float]:

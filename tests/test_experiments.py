@@ -8,9 +8,11 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from experiments.__main__ import main
 from experiments.ablations import ABLATIONS, Column, Result
+from experiments.evaluation import zero_prediction_loss
 from experiments.report import (
     RESULTS_END,
     RESULTS_START,
@@ -21,8 +23,11 @@ from experiments.report import (
     write,
 )
 from experiments.runs import RunSpec, _seconds_before, metric_curve, train
-from experiments.trained import Settings
+from experiments.trained import Settings, dit_validation_loss
 from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
+from experiments.workspace import Workspace
+from ltx.data.latents import LatentSample
+from ltx.data.shards import write_shard
 from ltx.training.checkpoints import latest_checkpoint
 
 
@@ -88,6 +93,32 @@ def test_runs_are_cached_by_configuration_and_gan_variants_branch_from_the_basel
         assert "loss.gan.start_step=2" in record["overrides"]
         # the branch continues the baseline's step 2 with a discriminator of its own
         assert metric_curve(out / "workspace" / "runs" / name, "train/gan_discriminator")[0][0] == 2
+
+
+def test_dit_runs_are_validated_at_a_near_unseen_size_as_at_the_end_of_training(quick_results):
+    out, _ = quick_results
+    workspace = Workspace(out / "workspace", quick=True)
+    latents = sorted(workspace.near_unseen_latents.glob("*.tar"))
+    assert latents, "no near-unseen latents were written"
+    record = json.loads((out / "positions" / "results.json").read_text())
+    for variant in Settings.load("positions", quick=True).variants:
+        assert set(record["per_seed"][variant]["val_loss_near_unseen"]) == {"0"}
+    assert any("zero velocity" in note for note in record["notes"])
+    # the measure on a finished run's checkpoint is the one taken in the training process
+    run = next(run for run in sorted(workspace.runs.iterdir()) if run.name.startswith("dit-"))
+    stored = json.loads((run / "done.json").read_text())["after"]["val_loss_unseen_size"]
+    assert dit_validation_loss(run, workspace.unseen_latents)["val_loss"] == pytest.approx(stored, rel=1e-5)
+
+
+def test_the_zero_prediction_loss_is_one_plus_the_latents_mean_square(tmp_path):
+    def sample(key: str, value: float) -> LatentSample:
+        return LatentSample(key, torch.full((4, 2, 1, 1), value), torch.zeros(3, 8), torch.ones(3, dtype=torch.bool),
+                            key, {"fps": 24.0})
+
+    write_shard(tmp_path / "latents-000000.tar", [sample("a", 1.0), sample("b", 3.0)])
+    assert zero_prediction_loss(tmp_path) == pytest.approx(1.0 + (1.0 + 9.0) / 2)
+    with pytest.raises(FileNotFoundError, match="no latent samples"):
+        zero_prediction_loss(tmp_path / "empty")
 
 
 def test_an_interrupted_run_continues_from_its_own_latest_checkpoint(quick_results, tmp_path):
