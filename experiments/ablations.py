@@ -23,7 +23,7 @@ from experiments.trained import (
     vae_run,
 )
 from experiments.verdict import Comparison, Spread, compare, overall
-from experiments.workspace import NEAR_UNSEEN_WORLD, UNSEEN_BUCKET, Workspace
+from experiments.workspace import UNSEEN_BUCKET, UNSEEN_WORLDS, Workspace
 from ltx.cli.sample import load_dit_module
 from ltx.evaluation import held_out_prompts
 from ltx.evaluation.contact_sheet import SheetRow, evenly_spaced_frames, write_contact_sheet
@@ -277,6 +277,7 @@ def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
 DIT_COLUMNS = [Column("train_loss_end", "training loss (last 20 %)", "lower"), Column("val_loss", "validation loss", "lower"),
                Column("val_loss_near_unseen", "validation loss, unseen size and duration near the training ones",
                       "lower"),
+               Column("val_loss_longer", "validation loss, training size, twice the duration", "lower"),
                Column("val_loss_unseen_size", "validation loss, unseen size and duration far from them", "lower"),
                Column("adherence_colour", "colour", "higher", 3), Column("adherence_shape", "shape", "higher", 3),
                Column("adherence_motion", "motion", "higher", 3)]
@@ -295,9 +296,10 @@ def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dic
             losses = json.loads((run_dir / "done.json").read_text())["after"]
             curve = metric_curve(run_dir, "train/loss")
             seed_curves.append(curve)
-            near = cached_measurement(run_dir, "val_loss_near_unseen", partial(
-                dit_validation_loss, run_dir, workspace.near_unseen_latents))
-            values = {"train_loss_end": tail_mean(curve), **losses, "val_loss_near_unseen": near["val_loss"]}
+            unseen = {f"val_loss_{name}": cached_measurement(run_dir, f"val_loss_{name}", partial(
+                dit_validation_loss, run_dir, workspace.unseen_world_latents(name)))["val_loss"]
+                for name in UNSEEN_WORLDS}
+            values = {"train_loss_end": tail_mean(curve), **losses, **unseen}
             for metric, value in values.items():
                 per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
         curves[variant] = mean_curve(seed_curves)
@@ -321,14 +323,15 @@ def positions(workspace: Workspace, settings: Settings) -> Result:
     others = [variant for variant in settings.variants if variant != ours]
     comparisons = [compare("val_loss_near_unseen", ours, other, "lower", per_seed) for other in others]
     comparisons += [compare(metric, ours, other, better, per_seed, primary=False) for other in others
-                    for metric, better in (("val_loss_unseen_size", "lower"), ("val_loss", "lower"),
+                    for metric, better in (("val_loss_longer", "lower"), ("val_loss_unseen_size", "lower"), ("val_loss", "lower"),
                                            ("train_loss_end", "lower"), ("adherence_shape", "higher"))]
-    near, far = (evaluation.zero_prediction_loss(shards) for shards in (workspace.near_unseen_latents,
-                                                                        workspace.unseen_latents))
-    notes = [f"Predicting zero velocity scores {near:.3f} on the near unseen size's latents ({NEAR_UNSEEN_WORLD.val_clips} "
-             f"held-out world clips of {NEAR_UNSEEN_WORLD.frames}x{NEAR_UNSEEN_WORLD.height}x{NEAR_UNSEEN_WORLD.width}) "
-             f"and {far:.3f} on the far one's ({'x'.join(map(str, UNSEEN_BUCKET))}): a validation loss above that "
-             f"has learned nothing that carries over to the size."]
+    sizes = {f"{name} ({world.frames}x{world.height}x{world.width}, {world.val_clips} held-out world clips)":
+             workspace.unseen_world_latents(name) for name, world in
+             ((name, workspace.unseen_world(name)) for name in UNSEEN_WORLDS)}
+    sizes[f"the far unseen size ({'x'.join(map(str, UNSEEN_BUCKET))}, held-out demo sources)"] = workspace.unseen_latents
+    notes = ["Predicting zero velocity scores " + ", ".join(
+        f"{evaluation.zero_prediction_loss(shards):.3f} on {label}" for label, shards in sizes.items())
+        + ": a validation loss above that has learned nothing that carries over to the size."]
     return Result("positions", "Relative-fractional positions work best, also at a resolution and duration not seen "
                   "in training (paper Sec. 2.2).", DIT_COLUMNS, per_seed, comparisons,
                   {"training loss (mean over seeds)": curves}, baseline=baseline_card(workspace, [0], settings.seeds),

@@ -10,8 +10,9 @@
 - ``demo/latent_stats.safetensors`` and ``demo/latents/``: the seed-0 baseline's per-channel statistics and
   the DiT inputs it encodes (as ``make demo``), plus held-out latents at a size and duration never trained
   on (``UNSEEN_BUCKET``) for the position ablations.
-- ``near_unseen/``: the demo world's held-out combinations rendered at ``NEAR_UNSEEN_WORLD``'s size and
-  duration (one step past the training sizes in every axis), and their latents (the seed-0 baseline's).
+- ``near_unseen/`` and ``longer/`` (``UNSEEN_WORLDS``): the demo world's held-out combinations rendered at a
+  size and duration one step past the training ones in every axis, and at the training size for twice the
+  duration, with their latents (the seed-0 baseline's).
 
 Quick mode (``--quick``, the test suite) keeps the shapes and the commands and shrinks the world and steps.
 Everything is generated here: nothing is downloaded.
@@ -20,6 +21,7 @@ Everything is generated here: nothing is downloaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -34,9 +36,12 @@ from experiments.runs import RunSpec, compose, train
 from ltx.cli import latent_stats, precompute
 
 UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every demo bucket (17x64x64, 17x64x96)
-NEAR_UNSEEN_WORLD = WorldSettings(train_clips=1, val_clips=24, frames=25, width=128, height=96)  # 4x3x4 latent
-# tokens against the training 3x2x2 and 3x2x3: the far UNSEEN_BUCKET (5x5x7) is beyond every model (positions)
-QUICK_NEAR_UNSEEN_WORLD = WorldSettings(train_clips=1, val_clips=2, frames=25, width=128, height=96)
+UNSEEN_WORLDS = {  # the world's held-out combinations at sizes or durations never trained on (positions)
+    "near_unseen": WorldSettings(train_clips=1, val_clips=24, frames=25, width=128, height=96),  # 4x3x4 latent
+    # tokens against the training 3x2x2 (and 3x2x3): the far UNSEEN_BUCKET (5x5x7) is beyond every model
+    "longer": WorldSettings(train_clips=1, val_clips=24, frames=33, width=64, height=64),  # 5x2x2: duration only
+}
+QUICK_UNSEEN_VAL_CLIPS = 2
 VAE_STEPS = 6000  # vae_demo's 3,000 reach 24.7-24.9 dB on the card, 4,500 25.2 dB with the evaluator reading the shape
 # of only 50 % of the reconstructions (the DiT's ceiling, below its 60 % target), 6,000 26.3 dB and 78 % (vae_recipe)
 QUICK_VAE_STEPS = 3
@@ -69,9 +74,13 @@ class Workspace:
     def unseen_latents(self) -> Path:
         return self.root / "latents_unseen" / "val"
 
-    @property
-    def near_unseen_latents(self) -> Path:
-        return self.root / "near_unseen" / "latents" / "val"
+    def unseen_world_latents(self, name: str) -> Path:
+        """The latents of ``UNSEEN_WORLDS[name]``'s clips."""
+        return self.root / name / "latents" / "val"
+
+    def unseen_world(self, name: str) -> WorldSettings:
+        world = UNSEEN_WORLDS[name]
+        return dataclasses.replace(world, val_clips=QUICK_UNSEEN_VAL_CLIPS) if self.quick else world
 
     @property
     def vae_steps(self) -> int:
@@ -114,7 +123,8 @@ def prepare(root: Path, quick: bool) -> Workspace:
     write_demo(workspace)
     train(workspace.baseline_vae(0), workspace.runs)
     encode_latents(workspace)
-    encode_near_unseen_latents(workspace)
+    for name in UNSEEN_WORLDS:
+        encode_unseen_world_latents(workspace, name)
     return workspace
 
 
@@ -163,13 +173,13 @@ def encode_latents(workspace: Workspace) -> None:
     done.write_text(json.dumps(made_by))
 
 
-def encode_near_unseen_latents(workspace: Workspace) -> None:
-    """The demo world's held-out combinations at ``NEAR_UNSEEN_WORLD``'s size and duration (rendered as
+def encode_unseen_world_latents(workspace: Workspace, name: str) -> None:
+    """The demo world's held-out combinations at ``UNSEEN_WORLDS[name]``'s size and duration (rendered as
     ``make demo`` renders the world) and their latents by the seed-0 baseline; skipped when made so."""
-    world = QUICK_NEAR_UNSEEN_WORLD if workspace.quick else NEAR_UNSEEN_WORLD
+    world = workspace.unseen_world(name)
     checkpoint = workspace.baseline_checkpoint(0)
     made_by = {"vae_checkpoint": str(checkpoint), "world": repr(world)}
-    root = workspace.root / "near_unseen"
+    root = workspace.root / name
     done = root / "done.json"
     if done.exists() and json.loads(done.read_text()) == made_by:
         return
@@ -180,9 +190,9 @@ def encode_near_unseen_latents(workspace: Workspace) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         counts = precompute.run(compose("precompute", [
             "data=demo_world", f"demo_dir={workspace.demo}", f"vae_checkpoint={checkpoint}",
-            f"model.vae.latent_stats={workspace.latent_stats}", f"output={workspace.near_unseen_latents.parent}",
+            f"model.vae.latent_stats={workspace.latent_stats}", f"output={workspace.unseen_world_latents(name).parent}",
             "data.train_shards=null", f"data.val_shards={root / 'val'}", f"data.buckets={bucket}"]))
     if counts.get("val") != world.val_clips:
-        raise RuntimeError(f"{counts.get('val')} of the {world.val_clips} near-unseen held-out clips were encoded "
+        raise RuntimeError(f"{counts.get('val')} of the {world.val_clips} held-out clips of {name} were encoded "
                            f"at {bucket}: the clips should fit it exactly")
     done.write_text(json.dumps(made_by))

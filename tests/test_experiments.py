@@ -95,14 +95,15 @@ def test_runs_are_cached_by_configuration_and_gan_variants_branch_from_the_basel
         assert metric_curve(out / "workspace" / "runs" / name, "train/gan_discriminator")[0][0] == 2
 
 
-def test_dit_runs_are_validated_at_a_near_unseen_size_as_at_the_end_of_training(quick_results):
+def test_dit_runs_are_validated_at_unseen_sizes_as_at_the_end_of_training(quick_results):
     out, _ = quick_results
     workspace = Workspace(out / "workspace", quick=True)
-    latents = sorted(workspace.near_unseen_latents.glob("*.tar"))
-    assert latents, "no near-unseen latents were written"
+    for name in ("near_unseen", "longer"):
+        assert sorted(workspace.unseen_world_latents(name).glob("*.tar")), f"no {name} latents were written"
     record = json.loads((out / "positions" / "results.json").read_text())
     for variant in Settings.load("positions", quick=True).variants:
-        assert set(record["per_seed"][variant]["val_loss_near_unseen"]) == {"0"}
+        for metric in ("val_loss_near_unseen", "val_loss_longer"):
+            assert set(record["per_seed"][variant][metric]) == {"0"}
     assert any("zero velocity" in note for note in record["notes"])
     # the measure on a finished run's checkpoint is the one taken in the training process
     run = next(run for run in sorted(workspace.runs.iterdir()) if run.name.startswith("dit-"))
