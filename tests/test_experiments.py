@@ -125,9 +125,10 @@ def test_the_zero_prediction_loss_is_one_plus_the_latents_mean_square(tmp_path):
 def test_an_interrupted_run_continues_from_its_own_latest_checkpoint(quick_results, tmp_path):
     out, _ = quick_results
     source = out / "workspace" / "runs"
-    name, record = next((run.name, json.loads((run / "done.json").read_text())) for run in sorted(source.iterdir())
-                        if run.name.startswith("vae-") and any("loss.gan=" in o for o in
-                                                              json.loads((run / "done.json").read_text())["overrides"]))
+    records = {run.name: json.loads((run / "done.json").read_text()) for run in sorted(source.iterdir())
+               if run.name.startswith("vae-")}
+    name, record = next((name, record) for name, record in records.items()
+                        if any("loss.gan=" in override for override in record["overrides"]))
     runs = tmp_path / "runs"
     shutil.copytree(source / name, runs / name)
     (runs / name / "done.json").unlink()  # as if stopped after its last checkpoint, before the record
