@@ -89,13 +89,13 @@ def _seconds_before(run_dir: Path, checkpoint: Path) -> float | None:
     """The training seconds a run had spent up to ``checkpoint``, the one it continues from: those before
     the interrupted process plus that process's time from its start to the checkpoint's writing (the steps
     it trained past the checkpoint are lost and not counted). A run begun before ``segment.json`` was
-    written counts from its first CSV log, made as training starts; None where that cannot be known (it
-    had already been resumed)."""
+    written counts from its CSV log, made as training starts (a branch's is ``csv/resumed-step<N>/``); None
+    where that cannot be known (more than one log: it had already been resumed)."""
     segment = run_dir / SEGMENT
     if segment.exists():
         previous = json.loads(segment.read_text())
-    elif (run_dir / "csv" / "hparams.yaml").exists() and not list((run_dir / "csv").glob("resumed-step*")):
-        previous = {"started": (run_dir / "csv" / "hparams.yaml").stat().st_mtime, "seconds_before": 0.0}
+    elif len(logs := list((run_dir / "csv").glob("**/hparams.yaml"))) == 1:  # one process so far (a branch's
+        previous = {"started": logs[0].stat().st_mtime, "seconds_before": 0.0}  # log is csv/resumed-step<N>/)
     else:
         return None
     if previous["seconds_before"] is None:

@@ -158,8 +158,14 @@ def test_a_run_begun_before_segments_were_recorded_counts_from_its_first_log(tmp
     os.utime(tmp_path / "csv" / "hparams.yaml", (1000.0, 1000.0))
     os.utime(checkpoint, (1400.0, 1400.0))
     assert _seconds_before(tmp_path, checkpoint) == pytest.approx(400.0)
+    branch = tmp_path / "branch"  # a branch's first process logs as a resume of its starting point
+    (branch / "csv" / "resumed-step4000").mkdir(parents=True)
+    (branch / "csv" / "resumed-step4000" / "hparams.yaml").write_text("{}")
+    os.utime(branch / "csv" / "resumed-step4000" / "hparams.yaml", (1100.0, 1100.0))
+    assert _seconds_before(branch, checkpoint) == pytest.approx(300.0)
     # once resumed without a record, the earlier processes' time cannot be known: not guessed
     (tmp_path / "csv" / "resumed-step1000").mkdir()
+    (tmp_path / "csv" / "resumed-step1000" / "hparams.yaml").write_text("{}")
     assert _seconds_before(tmp_path, checkpoint) is None
 
 
