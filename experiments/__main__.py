@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from experiments.ablations import ABLATIONS
-from experiments.report import update_readme, update_summary, write
+from experiments.report import commit, update_readme, update_summary, write
 from experiments.runs import run_seconds
 from experiments.trained import ROOT, Settings
 from experiments.workspace import prepare
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     names = args.names or list(ABLATIONS)
     work_root = args.out or Path("outputs/experiments-quick" if args.quick else "outputs/experiments")
     started = time.perf_counter()
+    print(f"code: {commit()} (recorded in every results file this run writes)", flush=True)
     workspace = prepare(work_root / "workspace", args.quick)
     print(f"workspace ready in {time.perf_counter() - started:.0f} s: {workspace.root}", flush=True)
     written = {}

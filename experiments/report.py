@@ -6,6 +6,7 @@ table of experiments/README.md with commit, date and hardware)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import platform
 import subprocess
@@ -31,12 +32,15 @@ def hardware() -> str:
             f"torch {torch.__version__.split('+')[0]}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
-def commit() -> str:
-    """The repository's HEAD (``+dirty`` with uncommitted changes), or "unknown" outside a git checkout."""
+@functools.cache
+def commit(repository: Path = REPOSITORY) -> str:
+    """The repository's HEAD (``+dirty`` with uncommitted changes) at this process's first call, or "unknown"
+    outside a git checkout. Read once: the code that runs is the checkout the run started from, and what an
+    ablation writes (results, READMEs) must not mark the next one's provenance dirty."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repository, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPOSITORY,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repository,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

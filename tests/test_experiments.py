@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from experiments.report import (
     RESULTS_START,
     SUMMARY_END,
     SUMMARY_START,
+    commit,
     update_readme,
     update_summary,
     write,
@@ -178,6 +180,22 @@ def test_a_resumed_log_supersedes_what_the_interrupted_one_logged_past_the_check
     log(tmp_path / "csv" / "resumed-step1000", [(1000, 0.6), (1500, 0.5)])  # from the 1,000-step checkpoint
     log(tmp_path / "csv" / "resumed-step500", [(500, 0.95), (900, 0.85)])  # an earlier resume, logged first
     assert metric_curve(tmp_path, "train/loss") == [(0, 1.0), (500, 0.95), (900, 0.85), (1000, 0.6), (1500, 0.5)]
+
+
+def test_the_recorded_commit_is_the_checkout_a_run_started_from(tmp_path):
+    """What one ablation writes must not mark the next one's provenance dirty (make ablations runs six)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "results.md").write_text("old\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "results.md"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    assert commit(tmp_path) == head
+    (tmp_path / "results.md").write_text("written by the first ablation\n")
+    assert commit(tmp_path) == head
+    assert commit.__wrapped__(tmp_path) == head + "+dirty"
+    assert commit(tmp_path / "missing") == "unknown"
 
 
 def test_unknown_ablation_names_are_refused(capsys):
