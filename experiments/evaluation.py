@@ -108,7 +108,9 @@ def reconstruct(vae: VideoAutoencoder, videos: Sequence[HeldOut], noise_timestep
 def reconstruction_metrics(vae: VideoAutoencoder, videos: Sequence[HeldOut], lpips: torch.nn.Module | None = None,
                            evaluator: DemoWorldEvaluator | None = None) -> dict[str, float | None]:
     """Means over the held-out clips: PSNR, SSIM (t=0 and latents noised to t=0.05 decoded at it, when the
-    decoder is timestep-conditioned), LPIPS (None without a backbone), the high-frequency error, sharpness,
+    decoder is timestep-conditioned), LPIPS (None without a backbone), the high-frequency error, sharpness
+    (the gradient ratio) and its distance from the original's (``sharpness_gap``, per clip |ratio - 1|: a
+    reconstruction can miss the original's sharpness by blurring or by adding artefacts),
     and the evaluator's colour / shape / motion accuracy on the reconstructions of the world clips."""
     clean = reconstruct(vae, videos)
     totals: dict[str, list[float]] = defaultdict(list)
@@ -117,7 +119,9 @@ def reconstruction_metrics(vae: VideoAutoencoder, videos: Sequence[HeldOut], lpi
         totals["psnr"].append(float(peak_signal_noise_ratio(ours, theirs, data_range=1.0)))
         totals["ssim"].append(float(structural_similarity_index_measure(ours, theirs, data_range=1.0)))
         totals["high_frequency_error"].append(high_frequency_error(output, item.video))
-        totals["sharpness"].append(sharpness(output, item.video))
+        ratio = sharpness(output, item.video)
+        totals["sharpness"].append(ratio)
+        totals["sharpness_gap"].append(abs(ratio - 1.0))
         if lpips is not None:
             totals["lpips"].append(float(lpips(output[None], item.video[None])))
     if vae.config.timestep_conditioning:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,15 @@ class Settings:
         return cls(name, variants, seeds, {**raw, **mode})
 
 
-def cached_measurement(run_dir: Path, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def cached_measurement(run_dir: Path, name: str, measure: Callable[[], dict[str, Any]],
+                       required: Iterable[str] = ()) -> dict[str, Any]:
     """``measure()`` stored in ``run_dir/measurements/<name>.json`` and read back on later calls (a run's
-    measurements are redone when ``MEASUREMENTS_VERSION`` changes)."""
+    measurements are redone when ``MEASUREMENTS_VERSION`` changes, or when the stored values lack one of the
+    ``required`` keys: a metric added since they were measured)."""
     path = run_dir / "measurements" / f"{name}.json"
     if path.exists():
         record = json.loads(path.read_text())
-        if record.get("version") == MEASUREMENTS_VERSION:
+        if record.get("version") == MEASUREMENTS_VERSION and set(required) <= set(record["values"]):
             return record["values"]
     values = measure()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import torch
 
 from experiments.__main__ import main
 from experiments.ablations import ABLATIONS, Column, Result
-from experiments.evaluation import zero_prediction_loss
+from experiments.evaluation import sharpness, zero_prediction_loss
 from experiments.report import (
     RESULTS_END,
     RESULTS_START,
@@ -25,7 +25,7 @@ from experiments.report import (
     write,
 )
 from experiments.runs import RunSpec, _seconds_before, metric_curve, train
-from experiments.trained import Settings, dit_validation_loss
+from experiments.trained import Settings, cached_measurement, dit_validation_loss
 from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
 from experiments.workspace import Workspace
 from ltx.data.latents import LatentSample
@@ -64,6 +64,11 @@ def test_quick_mode_writes_the_table_comparisons_verdict_and_plot(quick_results,
     assert baseline["vae_psnr"]["target"] == 25.0 and baseline["vae_ssim"]["target"] == 0.8
     assert ("dit_colour" in baseline) == (name in ("rope_spacing", "positions", "decoder_denoising"))
     assert record["commit"] and record["hardware"] and record["date"]
+    if name in ("vae_gan", "dwt_loss"):  # sharpness is judged by its distance from the original's, not its size
+        sharpness = [comparison for comparison in record["comparisons"] if "sharpness" in comparison["metric"]]
+        assert [(comparison["metric"], comparison["better"]) for comparison in sharpness] == [("sharpness_gap", "lower")]
+        for row in record["rows"].values():
+            assert row["sharpness_gap"]["mean"] >= 0
     table = (directory / "results.md").read_text()
     assert "Seed-paired comparisons" in table and f"Verdict: **{record['outcome']}**" in table
     assert all(variant in table for variant in record["per_seed"])
@@ -196,6 +201,32 @@ def test_the_recorded_commit_is_the_checkout_a_run_started_from(tmp_path):
     assert commit(tmp_path) == head
     assert commit.__wrapped__(tmp_path) == head + "+dirty"
     assert commit(tmp_path / "missing") == "unknown"
+
+
+def test_a_cached_measurement_missing_a_required_metric_is_redone(tmp_path):
+    calls = []
+
+    def measure(**values):
+        calls.append(values)
+        return values
+
+    assert cached_measurement(tmp_path, "reconstruction", lambda: measure(psnr=25.0)) == {"psnr": 25.0}
+    assert cached_measurement(tmp_path, "reconstruction", lambda: measure(psnr=0.0), required=("psnr",)) == {"psnr": 25.0}
+    assert len(calls) == 1
+    redone = cached_measurement(tmp_path, "reconstruction", lambda: measure(psnr=25.0, sharpness_gap=0.3),
+                                required=("psnr", "sharpness_gap"))
+    assert redone == {"psnr": 25.0, "sharpness_gap": 0.3} and len(calls) == 2
+    assert cached_measurement(tmp_path, "reconstruction", lambda: measure(), required=("sharpness_gap",)) == redone
+
+
+def test_sharpness_tells_blur_from_artefacts():
+    generator = torch.Generator().manual_seed(0)
+    original = torch.rand(3, 4, 32, 32, generator=generator) * 2 - 1
+    blurred = torch.nn.functional.avg_pool3d(original[None], (1, 3, 3), stride=1, padding=(0, 1, 1),
+                                             count_include_pad=False)[0]
+    noisy = (original + 0.5 * torch.randn(original.shape, generator=generator)).clamp(-1, 1)
+    assert sharpness(original, original) == pytest.approx(1.0)
+    assert sharpness(blurred, original) < 0.8 and sharpness(noisy, original) > 1.05
 
 
 def test_unknown_ablation_names_are_refused(capsys):
