@@ -122,7 +122,7 @@ RECONSTRUCTION_COLUMNS = [Column("psnr", "PSNR (dB)", "higher", 2), Column("ssim
                           Column("lpips", "LPIPS", "lower"),
                           Column("high_frequency_error", "high-frequency error", "lower"),
                           Column("sharpness", "sharpness (gradient ratio, 1 = original)", None, 3),
-                          Column("sharpness_gap", "sharpness gap (mean |ratio - 1|)", "lower", 3),
+                          Column("sharpness_gap", "sharpness gap (mean distance of the ratio from 1)", "lower", 3),
                           Column("psnr_t005", "PSNR, latents at t=0.05 (dB)", "higher", 2),
                           Column("read_shape", "evaluator: shape read back", "higher", 3)]
 

@@ -62,6 +62,11 @@ def baseline_markdown(baseline: dict[str, Any]) -> list[str]:
     return [f"The baseline {verdict} the demo's targets:", "", *lines, ""]
 
 
+def cell(text: str) -> str:
+    """``text`` as one markdown table cell (a bare ``|`` would split it)."""
+    return text.replace("|", "\\|")
+
+
 def markdown(result: Result, command: str, seconds: float, origin: dict[str, str]) -> str:
     rows = result.rows()
     lines = [f"# {result.name}: results", "", f"Claim: {result.claim}", "",
@@ -70,11 +75,11 @@ def markdown(result: Result, command: str, seconds: float, origin: dict[str, str
              f"configuration: one shared with another ablation is trained once); this invocation {seconds / 60:.1f} min.",
              "", *baseline_markdown(result.baseline),
              "Mean ± standard deviation (min to max) over seeds:", "",
-             "| variant | " + " | ".join(column.label for column in result.columns) + " |",
+             "| variant | " + " | ".join(cell(column.label) for column in result.columns) + " |",
              "|---" * (len(result.columns) + 1) + "|"]
     for variant, row in rows.items():
         cells = [row[column.key].format(column.digits) if row[column.key] else "n/a" for column in result.columns]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {cell(variant)} | " + " | ".join(cells) + " |")
     lines += ["", f"Seed-paired comparisons (the rule: experiments/README.md; fewer than {MIN_SEEDS} seeds is "
               "inconclusive):", "", "| | comparison | paired differences | paper's sign | outcome |", "|---|---|---|---|---|"]
     for comparison in result.comparisons:

@@ -229,6 +229,16 @@ def test_sharpness_tells_blur_from_artefacts():
     assert sharpness(blurred, original) < 0.8 and sharpness(noisy, original) > 1.05
 
 
+def test_a_label_holding_a_pipe_stays_one_table_cell(tmp_path):
+    per_seed = {"a|b": {"gap": {0: 0.1}}, "c": {"gap": {0: 0.2}}}
+    result = Result("toy", "Lower is better.", [Column("gap", "mean |ratio - 1|", "lower")], per_seed,
+                    [compare("gap", "a|b", "c", "lower", per_seed)], curves={"gap": {"a|b": [(0, 0.3), (1, 0.1)]}})
+    table = write(result, tmp_path, "python -m experiments toy", 1.0)["markdown"].read_text().splitlines()
+    header = table.index("| variant | mean \\|ratio - 1\\| |")
+    for line in table[header:header + 4]:  # header, rule, two variants: two cells each
+        assert line.replace("\\|", "").count("|") == 3, line
+
+
 def test_unknown_ablation_names_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["rope_spacings"])
