@@ -89,7 +89,7 @@ def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[P
             run_dir = vae_run(workspace, settings, variant, seed)
             key = "reconstruction" + (f"-lpips-{Path(backbone).name}" if backbone else "")
             values = cached_measurement(run_dir, key, partial(_reconstruction, run_dir, videos, lpips),
-                                        required=RECONSTRUCTION_METRICS)
+                                        required=evaluation.RECONSTRUCTION_METRICS)
             for metric, value in values.items():
                 if value is not None:
                     per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
@@ -116,8 +116,6 @@ def _decode_both_ways(dit_dir: Path, prompts, sample: SampleSettings) -> dict[st
                                                         prompts, sample)
 
 
-# what reconstruction_metrics returns; a cached measurement missing one of them is redone
-RECONSTRUCTION_METRICS = ("psnr", "ssim", "lpips", "high_frequency_error", "sharpness", "sharpness_gap")
 RECONSTRUCTION_COLUMNS = [Column("psnr", "PSNR (dB)", "higher", 2), Column("ssim", "SSIM", "higher"),
                           Column("lpips", "LPIPS", "lower"),
                           Column("high_frequency_error", "high-frequency error", "lower"),

@@ -104,6 +104,11 @@ def reconstruct(vae: VideoAutoencoder, videos: Sequence[HeldOut], noise_timestep
     return outputs
 
 
+# the metrics reconstruction_metrics always returns (lpips as None without a backbone); a cached
+# measurement missing one of them is redone
+RECONSTRUCTION_METRICS = ("psnr", "ssim", "lpips", "high_frequency_error", "sharpness", "sharpness_gap")
+
+
 @torch.no_grad()
 def reconstruction_metrics(vae: VideoAutoencoder, videos: Sequence[HeldOut], lpips: torch.nn.Module | None = None,
                            evaluator: DemoWorldEvaluator | None = None) -> dict[str, float | None]:

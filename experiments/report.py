@@ -84,8 +84,8 @@ def markdown(result: Result, command: str, seconds: float, origin: dict[str, str
               "inconclusive):", "", "| | comparison | paired differences | paper's sign | outcome |", "|---|---|---|---|---|"]
     for comparison in result.comparisons:
         differences = ", ".join(f"{value:+.4g}" for value in comparison.differences)
-        lines.append(f"| {'primary' if comparison.primary else 'secondary'} | {comparison.metric}: {comparison.ours} vs "
-                     f"{comparison.other} ({comparison.better} is better) | {differences} | {comparison.favourable} of "
+        lines.append(f"| {'primary' if comparison.primary else 'secondary'} | {cell(comparison.metric)}: "
+                     f"{cell(comparison.ours)} vs {cell(comparison.other)} ({comparison.better} is better) | {differences} | {comparison.favourable} of "
                      f"{len(comparison.seeds)} | {comparison.outcome}"
                      f"{' (spread > effect: more seeds needed)' if comparison.spread_exceeds_effect else ''} |")
     lines += ["", f"Verdict: **{result.outcome}**. {result.verdict}.", ""]

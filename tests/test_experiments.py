@@ -13,7 +13,7 @@ import torch
 
 from experiments.__main__ import main
 from experiments.ablations import ABLATIONS, Column, Result
-from experiments.evaluation import sharpness, zero_prediction_loss
+from experiments.evaluation import RECONSTRUCTION_METRICS, sharpness, zero_prediction_loss
 from experiments.report import (
     RESULTS_END,
     RESULTS_START,
@@ -69,6 +69,9 @@ def test_quick_mode_writes_the_table_comparisons_verdict_and_plot(quick_results,
         assert [(comparison["metric"], comparison["better"]) for comparison in sharpness] == [("sharpness_gap", "lower")]
         for row in record["rows"].values():
             assert row["sharpness_gap"]["mean"] >= 0
+        stored = list((out / "workspace" / "runs").glob("vae-*/measurements/reconstruction*.json"))
+        assert stored and all(set(RECONSTRUCTION_METRICS) <= set(json.loads(path.read_text())["values"])
+                              for path in stored)
     table = (directory / "results.md").read_text()
     assert "Seed-paired comparisons" in table and f"Verdict: **{record['outcome']}**" in table
     assert all(variant in table for variant in record["per_seed"])
@@ -237,6 +240,8 @@ def test_a_label_holding_a_pipe_stays_one_table_cell(tmp_path):
     header = table.index("| variant | mean \\|ratio - 1\\| |")
     for line in table[header:header + 4]:  # header, rule, two variants: two cells each
         assert line.replace("\\|", "").count("|") == 3, line
+    [comparison] = [line for line in table if line.startswith("| primary |")]
+    assert "a\\|b vs c" in comparison and comparison.replace("\\|", "").count("|") == 6, comparison
 
 
 def test_unknown_ablation_names_are_refused(capsys):
