@@ -20,7 +20,9 @@ from experiments.trained import (
     checkpoint_steps,
     dit_run,
     dit_validation_loss,
+    measured,
     vae_run,
+    vae_spec,
 )
 from experiments.verdict import Comparison, Spread, compare, overall
 from experiments.workspace import UNSEEN_BUCKET, UNSEEN_WORLDS, Workspace
@@ -89,7 +91,7 @@ def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[P
             run_dir = vae_run(workspace, settings, variant, seed)
             key = "reconstruction" + (f"-lpips-{Path(backbone).name}" if backbone else "")
             values = cached_measurement(run_dir, key, partial(_reconstruction, run_dir, videos, lpips),
-                                        required=evaluation.RECONSTRUCTION_METRICS)
+                                        required=evaluation.RECONSTRUCTION_METRICS, ledger=workspace.ledger)
             for metric, value in values.items():
                 if value is not None:
                     per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
@@ -179,25 +181,25 @@ LOGVAR_COLUMNS = [Column("components_for_90_percent", "components for 90 % of th
 def vae_logvar(workspace: Workspace, settings: Settings) -> Result:
     """PCA of the posterior means (the paper's Fig. 3) at every checkpoint of each run, over the held-out
     clips and the first ``pca_training_clips`` training clips of the world."""
-    videos = evaluation.held_out_videos(workspace.demo / "val") + evaluation.held_out_videos(
-        workspace.demo / "world" / "shards", limit=int(settings.extra["pca_training_clips"]))
+    clips = int(settings.extra["pca_training_clips"])
     held_out = evaluation.held_out_videos(workspace.demo / "val")
+    videos = held_out + evaluation.held_out_videos(workspace.demo / "world" / "shards", limit=clips)
     per_seed: PerSeed = {}
     spectra: dict[str, list[tuple[float, float]]] = {}
     kls: dict[str, list[tuple[float, float]]] = {}
     first_seed = settings.seeds[0]
     for variant in settings.variants:
         for seed in settings.seeds:
-            run_dir = vae_run(workspace, settings, variant, seed)
 
-            def measure(run_dir: Path = run_dir) -> dict[str, Any]:
+            def measure(run_dir: Path) -> dict[str, Any]:
                 by_step = {step: evaluation.latent_channel_statistics(vae_from_checkpoint(path), videos)
                            for step, path in checkpoint_steps(run_dir).items()}
                 final = evaluation.reconstruction_metrics(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"),
                                                           held_out)
                 return {"by_step": {str(step): stats for step, stats in by_step.items()}, "psnr": final["psnr"]}
 
-            values = cached_measurement(run_dir, "latent_pca", measure)
+            # a run the ledger holds is not trained again
+            values = measured(workspace, settings, vae_spec(workspace, settings, variant, seed), "latent_pca", measure)
             steps = sorted(values["by_step"], key=int)
             final = values["by_step"][steps[-1]]
             metrics = {"components_for_90_percent": final["components_for_90_percent"],
@@ -243,7 +245,7 @@ def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
     for seed in settings.seeds:
         run_dir = vae_run(workspace, settings, "baseline", seed)
         psnr = cached_measurement(run_dir, f"noisy_latents-{levels}-{timestep}-{renoise}", partial(
-            _noisy_latents, run_dir, videos, levels, timestep, renoise))
+            _noisy_latents, run_dir, videos, levels, timestep, renoise), ledger=workspace.ledger)
         for mode, label in modes.items():
             for level in levels:
                 per_seed[label].setdefault(f"psnr_at_noise_{level}", {})[seed] = psnr[f"{level}/{mode}"]
@@ -252,7 +254,7 @@ def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
         sample = SampleSettings(frames=17, height=64, width=64, num_steps=int(settings.extra["sampling_steps"]),
                                 decode_timestep=timestep, renoise_scale=renoise)
         scores = cached_measurement(dit_dir, f"decode_both_ways-{len(prompts)}-{sample.num_steps}-{timestep}-{renoise}",
-                                    partial(_decode_both_ways, dit_dir, prompts, sample))
+                                    partial(_decode_both_ways, dit_dir, prompts, sample), ledger=workspace.ledger)
         for mode, label in modes.items():
             for name in ("colour", "shape", "motion"):
                 per_seed[label].setdefault(f"dit_{name}", {})[seed] = scores[mode][name]
@@ -299,7 +301,7 @@ def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dic
             curve = metric_curve(run_dir, "train/loss")
             seed_curves.append(curve)
             unseen = {f"val_loss_{name}": cached_measurement(run_dir, f"val_loss_{name}", partial(
-                dit_validation_loss, run_dir, workspace.unseen_world_latents(name)))["val_loss"]
+                dit_validation_loss, run_dir, workspace.unseen_world_latents(name)), ledger=workspace.ledger)["val_loss"]
                 for name in UNSEEN_WORLDS}
             values = {"train_loss_end": tail_mean(curve), **losses, **unseen}
             for metric, value in values.items():

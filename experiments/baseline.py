@@ -6,10 +6,11 @@ held-out prompts at its last validation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from experiments import evaluation
-from experiments.trained import Settings, cached_measurement, dit_run, vae_run
+from experiments.trained import Settings, dit_run, measured
 from experiments.verdict import Spread
 from experiments.workspace import Workspace
 from ltx.evaluation.report_card import ADHERENCE_TARGETS, VAE_PSNR_TARGET, VAE_SSIM_TARGET
@@ -26,14 +27,13 @@ def baseline_card(workspace: Workspace, vae_seeds: list[int], dit_seeds: list[in
     rows: dict[str, dict[str, Any]] = {}
     psnr, ssim = {}, {}
     for seed in seeds:
-        run_dir = vae_run(workspace, settings, "baseline", seed)
 
-        def measure(run_dir=run_dir) -> dict[str, Any]:
+        def measure(run_dir: Path) -> dict[str, Any]:
             nonlocal videos
             videos = videos or evaluation.held_out_videos(workspace.demo / "val")
             return evaluation.reconstruction_metrics(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"), videos)
 
-        values = cached_measurement(run_dir, "reconstruction", measure)
+        values = measured(workspace, settings, workspace.baseline_vae(seed), "reconstruction", measure)
         psnr[seed], ssim[seed] = values["psnr"], values["ssim"]
     rows["vae_psnr"] = _row("VAE PSNR on held-out clips (dB)", psnr, VAE_PSNR_TARGET)
     rows["vae_ssim"] = _row("VAE SSIM on held-out clips", ssim, VAE_SSIM_TARGET)

@@ -6,10 +6,8 @@ table of experiments/README.md with commit, date and hardware)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import platform
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,30 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from experiments.ablations import Result  # noqa: E402
+from experiments.provenance import commit  # noqa: E402
 from experiments.verdict import MIN_SEEDS  # noqa: E402
-
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     return (f"{cpu}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
             f"torch {torch.__version__.split('+')[0]}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
-
-
-@functools.cache
-def commit(repository: Path = REPOSITORY) -> str:
-    """The repository's HEAD (``+dirty`` with uncommitted changes) at this process's first call, or "unknown"
-    outside a git checkout. Read once: the code that runs is the checkout the run started from, and what an
-    ablation writes (results, READMEs) must not mark the next one's provenance dirty."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repository, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repository,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def provenance() -> dict[str, str]:

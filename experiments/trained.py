@@ -15,13 +15,13 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from experiments.ledger import MEASUREMENTS_VERSION, Ledger
 from experiments.runs import RunSpec, train
-from experiments.workspace import Workspace
+from experiments.workspace import Workspace, prepare_dit_inputs
 from ltx.cli.sample import load_dit_module
 from ltx.training.adherence import PromptAdherenceCallback, sample_videos, score_videos
 
 ROOT = Path(__file__).resolve().parent
-MEASUREMENTS_VERSION = 1  # bump when a measurement changes: cached measurements of older versions are redone
 
 
 @dataclass(frozen=True)
@@ -48,43 +48,73 @@ class Settings:
 
 
 def cached_measurement(run_dir: Path, name: str, measure: Callable[[], dict[str, Any]],
-                       required: Iterable[str] = ()) -> dict[str, Any]:
-    """``measure()`` stored in ``run_dir/measurements/<name>.json`` and read back on later calls (a run's
-    measurements are redone when ``MEASUREMENTS_VERSION`` changes, or when the stored values lack one of the
-    ``required`` keys: a metric added since they were measured)."""
+                       required: Iterable[str] = (), ledger: Ledger | None = None) -> dict[str, Any]:
+    """``measure()`` stored in the ``ledger`` (when given) and in ``run_dir/measurements/<name>.json``, and
+    read back from either on later calls (the ledger first: a clone has it without the run directory). A
+    measurement is redone when ``MEASUREMENTS_VERSION`` changes, or when the stored values lack one of the
+    ``required`` keys (a metric added since it was measured)."""
+    required = tuple(required)
+    if ledger is not None and (values := ledger.measurement(run_dir, name, required)) is not None:
+        return values
     path = run_dir / "measurements" / f"{name}.json"
     if path.exists():
         record = json.loads(path.read_text())
         if record.get("version") == MEASUREMENTS_VERSION and set(required) <= set(record["values"]):
+            if ledger is not None:
+                ledger.record_measurement(run_dir, name, record["values"])
             return record["values"]
     values = measure()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"version": MEASUREMENTS_VERSION, "values": values}, indent=1))
+    if ledger is not None:
+        ledger.record_measurement(run_dir, name, values)
     return values
 
 
-def vae_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -> Path:
-    """Train (or find) the variant's run of ``seed``: the baseline VAE with the variant's overrides. With
+def trained(workspace: Workspace, settings: Settings, spec: RunSpec,
+            after: Callable[[L.Trainer], dict[str, Any]] | None = None) -> Path:
+    """``spec``'s run directory, trained (``experiments.runs.train``: skipped when finished) and its record
+    in the workspace's ledger."""
+    record = train(spec, workspace.runs, after)
+    run_dir = spec.run_dir(workspace.runs)
+    workspace.ledger.record_training(run_dir, record)
+    settings.runs.append(run_dir)
+    return run_dir
+
+
+def measured(workspace: Workspace, settings: Settings, spec: RunSpec, name: str,
+             measure: Callable[[Path], dict[str, Any]], required: Iterable[str] = ()) -> dict[str, Any]:
+    """``measure(run_dir)`` of ``spec``'s run, from the ledger (or the run directory) where stored, else
+    measured, training the run first where it is not trained: a run the ledger fully covers is not trained."""
+    run_dir = spec.run_dir(workspace.runs)
+    settings.runs.append(run_dir)
+    return cached_measurement(run_dir, name, lambda: measure(trained(workspace, settings, spec)), required,
+                              workspace.ledger)
+
+
+def vae_spec(workspace: Workspace, settings: Settings, variant: str, seed: int) -> RunSpec:
+    """The variant's run of ``seed``: the baseline VAE with the variant's overrides. With
     ``branch_from_step`` in the settings, a variant with overrides is a branch: it resumes the same seed's
     baseline from its checkpoint at that step (the two share every step before it, so their paired
-    difference is the variant's alone) and a GAN it adds joins there (``loss.gan.start_step``)."""
+    difference is the variant's alone; the baseline is trained here where it is not) and a GAN it adds
+    joins there (``loss.gan.start_step``)."""
     overrides = list(settings.variants[variant])
     step = settings.extra.get("branch_from_step")
     if step is not None and overrides:
-        baseline = RunSpec("train_vae", tuple(workspace.vae_overrides(seed)))
-        train(baseline, workspace.runs)
-        checkpoints = checkpoint_steps(baseline.run_dir(workspace.runs))
+        baseline = trained(workspace, settings, workspace.baseline_vae(seed))
+        checkpoints = checkpoint_steps(baseline)
         if int(step) not in checkpoints:
             raise ValueError(f"{settings.name}: branch_from_step={step} but the baseline of seed {seed} has checkpoints "
                              f"at steps {sorted(checkpoints)}; pick one of them")
         overrides += [f"resume='{checkpoints[int(step)]}'"]  # quoted: the file name holds '='
         if any(override.startswith("loss.gan=") for override in overrides):
             overrides.append(f"loss.gan.start_step={step}")
-    spec = RunSpec("train_vae", tuple(workspace.vae_overrides(seed, *overrides)))
-    train(spec, workspace.runs)
-    run_dir = spec.run_dir(workspace.runs)
-    settings.runs.append(run_dir)
-    return run_dir
+    return RunSpec("train_vae", tuple(workspace.vae_overrides(seed, *overrides)))
+
+
+def vae_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -> Path:
+    """Train (or find) the variant's run of ``seed`` (``vae_spec``)."""
+    return trained(workspace, settings, vae_spec(workspace, settings, variant, seed))
 
 
 def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
@@ -98,11 +128,11 @@ def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
 
 
 def dit_run(workspace: Workspace, settings: Settings, overrides: list[str], seed: int) -> Path:
+    """Train (or find) a ``dit_demo`` run of ``seed`` with ``overrides`` on the seed-0 baseline VAE's
+    latents (made first where they are not)."""
+    prepare_dit_inputs(workspace)
     spec = RunSpec("train_dit", tuple(workspace.dit_overrides(seed, *overrides)))
-    train(spec, workspace.runs, after=lambda trainer: validate_dit(trainer, workspace))
-    run_dir = spec.run_dir(workspace.runs)
-    settings.runs.append(run_dir)
-    return run_dir
+    return trained(workspace, settings, spec, after=lambda trainer: validate_dit(trainer, workspace))
 
 
 def dit_validation_loss(run_dir: Path, shards: Path) -> dict[str, float]:

@@ -3,12 +3,14 @@
 - ``demo/``: the demo world and sources (``data_pipeline.demo``), curated by the curation pipeline, with
   held-out clips and the tiny text encoder; a demo dir, so the demo's configs (``experiment=vae_demo``,
   ``experiment=dit_demo``, ``data=demo_world``) read it through ``demo_dir=``.
-- ``runs/``: every training run, cached by configuration (``experiments.runs``).
+- ``runs/``: every training run, cached by configuration (``experiments.runs``); their records and
+  measurements also go to the ledger (``experiments.ledger``; ``make ablations``'s is experiments/ledger/,
+  committed), which a clone reads instead of training again.
 - The baseline VAE of each seed: ``vae_demo`` (1:192, 128 latent channels, the recipe of
   experiments/vae_recipe) for ``VAE_STEPS`` steps, long enough to pass the demo's VAE targets on held-out
   clips. Every VAE ablation compares its variants with it, seed by seed.
 - ``demo/latent_stats.safetensors`` and ``demo/latents/``: the seed-0 baseline's per-channel statistics and
-  the DiT inputs it encodes (as ``make demo``), plus held-out latents at a size and duration never trained
+  the DiT inputs it encodes (as ``make demo``; made when the first DiT run needs them), plus held-out latents at a size and duration never trained
   on (``UNSEEN_BUCKET``) for the position ablations.
 - ``near_unseen/`` and ``longer/`` (``UNSEEN_WORLDS``): the demo world's held-out combinations rendered at a
   size and duration one step past the training ones in every axis, and at the training size for twice the
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from data_pipeline.demo import generate_demo
 from data_pipeline.demo_world import WorldSettings, write_world
+from experiments.ledger import Ledger
 from experiments.runs import RunSpec, compose, train
 from ltx.cli import latent_stats, precompute
 
@@ -53,6 +56,11 @@ QUICK_WORLD = WorldSettings(train_clips=12, val_clips=2, width=64, height=64)
 class Workspace:
     root: Path
     quick: bool
+    ledger_root: Path | None = None  # where the runs' records and measurements go (default: <root>/ledger)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.ledger_root or self.root / "ledger")
 
     @property
     def demo(self) -> Path:
@@ -117,15 +125,22 @@ class Workspace:
         return [*overrides, *extra]
 
 
-def prepare(root: Path, quick: bool) -> Workspace:
-    """The demo data (curated), the seed-0 baseline VAE, its statistics and latents (each skipped where done)."""
-    workspace = Workspace(root, quick)
+def prepare(root: Path, quick: bool, ledger: Path | None = None) -> Workspace:
+    """The workspace with its demo data (curated; skipped where done). What the DiT runs need is made by
+    ``prepare_dit_inputs`` when the first one is trained."""
+    workspace = Workspace(root, quick, ledger)
     write_demo(workspace)
-    train(workspace.baseline_vae(0), workspace.runs)
+    return workspace
+
+
+def prepare_dit_inputs(workspace: Workspace) -> None:
+    """The seed-0 baseline VAE, its statistics and latents, and the unseen worlds' latents (each skipped
+    where done)."""
+    baseline = workspace.baseline_vae(0)
+    workspace.ledger.record_training(baseline.run_dir(workspace.runs), train(baseline, workspace.runs))
     encode_latents(workspace)
     for name in UNSEEN_WORLDS:
         encode_unseen_world_latents(workspace, name)
-    return workspace
 
 
 def write_demo(workspace: Workspace) -> None:

@@ -14,6 +14,7 @@ import torch
 from experiments.__main__ import main
 from experiments.ablations import ABLATIONS, Column, Result
 from experiments.evaluation import RECONSTRUCTION_METRICS, sharpness, zero_prediction_loss
+from experiments.ledger import MEASUREMENTS_VERSION, Ledger
 from experiments.report import (
     RESULTS_END,
     RESULTS_START,
@@ -220,6 +221,67 @@ def test_a_cached_measurement_missing_a_required_metric_is_redone(tmp_path):
                                 required=("psnr", "sharpness_gap"))
     assert redone == {"psnr": 25.0, "sharpness_gap": 0.3} and len(calls) == 2
     assert cached_measurement(tmp_path, "reconstruction", lambda: measure(), required=("sharpness_gap",)) == redone
+
+
+def test_measurements_go_to_the_ledger_which_a_clone_reads_without_the_run(tmp_path):
+    ledger = Ledger(tmp_path / "ledger")
+    run_dir = tmp_path / "runs" / "vae-0123456789ab"
+    calls = []
+
+    def measure(**values):
+        calls.append(values)
+        return values
+
+    assert cached_measurement(run_dir, "latent_pca", lambda: measure(psnr=25.0), ledger=ledger) == {"psnr": 25.0}
+    stored = json.loads(ledger.path(run_dir).read_text())["measurements"]["latent_pca"]
+    assert stored["values"] == {"psnr": 25.0} and stored["code"] == commit() and stored["measured"].endswith("UTC")
+    shutil.rmtree(run_dir)  # a clone: the ledger without the run directory
+    assert cached_measurement(run_dir, "latent_pca", lambda: measure(psnr=0.0), ledger=ledger) == {"psnr": 25.0}
+    assert len(calls) == 1
+    # a metric added since, or another measurement version, is measured again
+    assert cached_measurement(run_dir, "latent_pca", lambda: measure(psnr=25.0, ssim=0.8), required=("ssim",),
+                              ledger=ledger) == {"psnr": 25.0, "ssim": 0.8}
+    entry = json.loads(ledger.path(run_dir).read_text())
+    entry["measurements"]["latent_pca"]["version"] = MEASUREMENTS_VERSION - 1
+    ledger.path(run_dir).write_text(json.dumps(entry))
+    assert ledger.measurement(run_dir, "latent_pca") is None
+    # a measurement a run directory held before the ledger existed is carried into it
+    older = tmp_path / "runs" / "vae-ba9876543210"
+    cached_measurement(older, "reconstruction", lambda: measure(psnr=26.0))
+    assert cached_measurement(older, "reconstruction", lambda: measure(psnr=0.0), ledger=ledger) == {"psnr": 26.0}
+    assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0} and len(calls) == 3
+    ledger.record_training(older, {"steps": 6000, "seconds": 2777.0})
+    assert ledger.training(older) == {"steps": 6000, "seconds": 2777.0}
+    assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0}
+    ledger.path(older).write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON.*git checkout"):
+        ledger.training(older)
+
+
+@pytest.mark.slow
+def test_a_clone_with_the_ledger_regenerates_vae_logvar_without_training(quick_results, tmp_path, monkeypatch):
+    out, _ = quick_results
+    ledger = Ledger(out / "ledger")
+    for run in (out / "workspace" / "runs").iterdir():  # every run's training record is in the ledger
+        assert ledger.training(run) == json.loads((run / "done.json").read_text())
+    before = json.loads((out / "vae_logvar" / "results.json").read_text())
+    runs = out / "workspace" / "runs"
+    runs.rename(tmp_path / "runs")  # a clone: the ledger and the generated world, no run directories
+
+    def no_training(cfg):
+        raise AssertionError("a run the ledger holds was trained again")
+
+    monkeypatch.setattr("experiments.runs.run_training", no_training)
+    try:
+        main(["vae_logvar", "--quick", "--out", str(out)])
+        assert not runs.exists()
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+        (tmp_path / "runs").rename(runs)
+    after = json.loads((out / "vae_logvar" / "results.json").read_text())
+    assert after["per_seed"] == before["per_seed"] and after["comparisons"] == before["comparisons"]
+    assert after["baseline"]["rows"] == before["baseline"]["rows"]
+    assert after["settings"]["training_minutes"] == before["settings"]["training_minutes"] > 0
 
 
 def test_sharpness_tells_blur_from_artefacts():
