@@ -4,7 +4,7 @@ Each returns a ``Result``; ``experiments.report`` writes its files."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,19 +13,22 @@ from typing import Any
 
 from experiments import evaluation
 from experiments.baseline import baseline_card
-from experiments.runs import metric_curve, tail_mean
+from experiments.runs import tail_mean
 from experiments.trained import (
     Settings,
     cached_measurement,
     checkpoint_steps,
     dit_run,
+    dit_spec,
     dit_validation_loss,
+    logged_curve,
     measured,
+    training_record,
     vae_run,
     vae_spec,
 )
 from experiments.verdict import Comparison, Spread, compare, overall
-from experiments.workspace import UNSEEN_BUCKET, UNSEEN_WORLDS, Workspace
+from experiments.workspace import UNSEEN_BUCKET, UNSEEN_WORLDS, Workspace, prepare_dit_inputs
 from ltx.cli.sample import load_dit_module
 from ltx.evaluation import held_out_prompts
 from ltx.evaluation.contact_sheet import SheetRow, evenly_spaced_frames, write_contact_sheet
@@ -33,6 +36,7 @@ from ltx.training.build import vae_from_checkpoint
 from ltx.training.samples import SampleSettings
 
 PerSeed = dict[str, dict[str, dict[int, float]]]  # variant -> metric -> seed -> value
+Run = tuple[Path, Callable[[], Path]]  # a run's directory, and what trains it (returning the directory)
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,9 @@ class Result:
 
 
 # ---- VAE ablations ------------------------------------------------------------------------------------
-def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dict[str, Any], dict[str, Path]]:
+def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dict[str, Any], dict[str, Run]]:
     """Every variant and seed: the reconstruction metrics of its EMA weights on the held-out clips; the
-    validation PSNR curves (seed 0); the run directories of seed 0."""
+    validation PSNR curves (seed 0); the runs of seed 0 (directory, how to train it)."""
     videos = evaluation.held_out_videos(workspace.demo / "val")
     backbone = settings.extra.get("lpips_backbone")
     lpips = evaluation.build_lpips(backbone)
@@ -88,16 +92,18 @@ def reconstruction_ablation(workspace: Workspace, settings: Settings) -> tuple[P
     curves, first_runs = {}, {}
     for variant in settings.variants:
         for seed in settings.seeds:
-            run_dir = vae_run(workspace, settings, variant, seed)
+            run_dir = vae_spec(workspace, settings, variant, seed).run_dir(workspace.runs)
+            train = partial(vae_run, workspace, settings, variant, seed)
             key = "reconstruction" + (f"-lpips-{Path(backbone).name}" if backbone else "")
-            values = cached_measurement(run_dir, key, partial(_reconstruction, run_dir, videos, lpips),
-                                        required=evaluation.RECONSTRUCTION_METRICS, ledger=workspace.ledger)
+            values = measured(workspace, settings, run_dir, key, partial(_reconstruction, videos=videos, lpips=lpips),
+                              train, required=evaluation.RECONSTRUCTION_METRICS)
             for metric, value in values.items():
                 if value is not None:
                     per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
             if seed == settings.seeds[0]:
-                first_runs[variant] = run_dir
-                curves[variant] = [(float(step), value) for step, value in metric_curve(run_dir, "val/psnr")]
+                first_runs[variant] = (run_dir, train)
+                curves[variant] = [(float(step), value) for step, value in
+                                   logged_curve(workspace, settings, run_dir, "val/psnr", train)]
     return per_seed, curves, first_runs
 
 
@@ -134,16 +140,26 @@ def lpips_note(settings: Settings) -> list[str]:
             "torchvision VGG16 state dict; nothing is downloaded)."]
 
 
-def side_by_side(workspace: Workspace, runs: dict[str, Path], path: Path, clips: int = 4) -> Path:
-    """Original and each variant's reconstruction (seed 0) of the first ``clips`` held-out world clips."""
+def side_by_side(workspace: Workspace, runs: dict[str, Run], path: Path, clips: int = 4) -> Path:
+    """Original and each variant's reconstruction (seed 0) of the first ``clips`` held-out world clips. Kept
+    when ``path`` is the figure these runs drew (its SHA-256 in each run's ledger entry), else drawn again,
+    training the runs that are not."""
+    name = f"side_by_side-{clips}"
+    if path.exists():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if all((workspace.ledger.measurement(run_dir, name) or {}).get("sha256") == digest for run_dir, _ in runs.values()):
+            return path
     videos = [item for item in evaluation.held_out_videos(workspace.demo / "val") if item.clip.labels][:clips]
-    decoded = {variant: evaluation.reconstruct(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"), videos)
-               for variant, run_dir in runs.items()}
+    decoded = {variant: evaluation.reconstruct(_last_vae(train()), videos) for variant, (_, train) in runs.items()}
     rows = [SheetRow(f"{item.clip.caption}\noriginal | " + " | ".join(decoded),
                      [evenly_spaced_frames(item.video, 4)] + [evenly_spaced_frames(decoded[variant][index], 4)
                                                                for variant in decoded])
             for index, item in enumerate(videos)]
-    return write_contact_sheet(rows, path)
+    write_contact_sheet(rows, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for run_dir, _ in runs.values():
+        workspace.ledger.record_measurement(run_dir, name, {"sha256": digest, "variants": list(runs)})
+    return path
 
 
 def vae_gan(workspace: Workspace, settings: Settings) -> Result:
@@ -198,8 +214,8 @@ def vae_logvar(workspace: Workspace, settings: Settings) -> Result:
                                                           held_out)
                 return {"by_step": {str(step): stats for step, stats in by_step.items()}, "psnr": final["psnr"]}
 
-            # a run the ledger holds is not trained again
-            values = measured(workspace, settings, vae_spec(workspace, settings, variant, seed), "latent_pca", measure)
+            values = measured(workspace, settings, vae_spec(workspace, settings, variant, seed).run_dir(workspace.runs),
+                              "latent_pca", measure, partial(vae_run, workspace, settings, variant, seed))
             steps = sorted(values["by_step"], key=int)
             final = values["by_step"][steps[-1]]
             metrics = {"components_for_90_percent": final["components_for_90_percent"],
@@ -242,19 +258,21 @@ def decoder_denoising(workspace: Workspace, settings: Settings) -> Result:
     timestep, renoise = float(settings.extra["decode_timestep"]), float(settings.extra["renoise_scale"])
     modes = {"clean": "decode at t=0", "denoise": f"re-noise {renoise}, decode at t={timestep}"}
     per_seed: PerSeed = {label: {} for label in modes.values()}
+    prompts = held_out_prompts(int(settings.extra["prompts"]))
+    sample = SampleSettings(frames=17, height=64, width=64, num_steps=int(settings.extra["sampling_steps"]),
+                            decode_timestep=timestep, renoise_scale=renoise)
     for seed in settings.seeds:
-        run_dir = vae_run(workspace, settings, "baseline", seed)
-        psnr = cached_measurement(run_dir, f"noisy_latents-{levels}-{timestep}-{renoise}", partial(
-            _noisy_latents, run_dir, videos, levels, timestep, renoise), ledger=workspace.ledger)
+        psnr = measured(workspace, settings, workspace.baseline_vae(seed).run_dir(workspace.runs),
+                        f"noisy_latents-{levels}-{timestep}-{renoise}",
+                        partial(_noisy_latents, videos=videos, levels=levels, timestep=timestep, renoise=renoise),
+                        partial(vae_run, workspace, settings, "baseline", seed))
         for mode, label in modes.items():
             for level in levels:
                 per_seed[label].setdefault(f"psnr_at_noise_{level}", {})[seed] = psnr[f"{level}/{mode}"]
-        dit_dir = dit_run(workspace, settings, [], seed)
-        prompts = held_out_prompts(int(settings.extra["prompts"]))
-        sample = SampleSettings(frames=17, height=64, width=64, num_steps=int(settings.extra["sampling_steps"]),
-                                decode_timestep=timestep, renoise_scale=renoise)
-        scores = cached_measurement(dit_dir, f"decode_both_ways-{len(prompts)}-{sample.num_steps}-{timestep}-{renoise}",
-                                    partial(_decode_both_ways, dit_dir, prompts, sample), ledger=workspace.ledger)
+        scores = measured(workspace, settings, dit_spec(workspace, [], seed).run_dir(workspace.runs),
+                          f"decode_both_ways-{len(prompts)}-{sample.num_steps}-{timestep}-{renoise}",
+                          partial(_decode_both_ways, prompts=prompts, sample=sample),
+                          partial(dit_run, workspace, settings, [], seed))
         for mode, label in modes.items():
             for name in ("colour", "shape", "motion"):
                 per_seed[label].setdefault(f"dit_{name}", {})[seed] = scores[mode][name]
@@ -296,18 +314,22 @@ def dit_ablation(workspace: Workspace, settings: Settings) -> tuple[PerSeed, dic
     for variant, overrides in settings.variants.items():
         seed_curves = []
         for seed in settings.seeds:
-            run_dir = dit_run(workspace, settings, overrides, seed)
-            losses = json.loads((run_dir / "done.json").read_text())["after"]
-            curve = metric_curve(run_dir, "train/loss")
+            run_dir = dit_spec(workspace, overrides, seed).run_dir(workspace.runs)
+            train = partial(dit_run, workspace, settings, overrides, seed)
+            losses = training_record(workspace, settings, run_dir, train)["after"]
+            curve = logged_curve(workspace, settings, run_dir, "train/loss", train)
             seed_curves.append(curve)
-            unseen = {f"val_loss_{name}": cached_measurement(run_dir, f"val_loss_{name}", partial(
-                dit_validation_loss, run_dir, workspace.unseen_world_latents(name)), ledger=workspace.ledger)["val_loss"]
-                for name in UNSEEN_WORLDS}
+            unseen = {f"val_loss_{name}": measured(workspace, settings, run_dir, f"val_loss_{name}", partial(
+                _unseen_world_loss, workspace=workspace, name=name), train)["val_loss"] for name in UNSEEN_WORLDS}
             values = {"train_loss_end": tail_mean(curve), **losses, **unseen}
             for metric, value in values.items():
                 per_seed.setdefault(variant, {}).setdefault(metric, {})[seed] = value
         curves[variant] = mean_curve(seed_curves)
     return per_seed, curves
+
+
+def _unseen_world_loss(run_dir: Path, workspace: Workspace, name: str) -> dict[str, float]:
+    return dit_validation_loss(run_dir, workspace.unseen_world_latents(name))
 
 
 def rope_spacing(workspace: Workspace, settings: Settings) -> Result:
@@ -333,9 +355,16 @@ def positions(workspace: Workspace, settings: Settings) -> Result:
              workspace.unseen_world_latents(name) for name, world in
              ((name, workspace.unseen_world(name)) for name in UNSEEN_WORLDS)}
     sizes[f"the far unseen size ({'x'.join(map(str, UNSEEN_BUCKET))}, held-out demo sources)"] = workspace.unseen_latents
-    notes = ["Predicting zero velocity scores " + ", ".join(
-        f"{evaluation.zero_prediction_loss(shards):.3f} on {label}" for label, shards in sizes.items())
-        + ": a validation loss above that has learned nothing that carries over to the size."]
+    baseline = workspace.baseline_vae(0).run_dir(workspace.runs)  # whose latents they are
+
+    def zero_prediction(_: Path | None = None) -> dict[str, float]:
+        prepare_dit_inputs(workspace)
+        return {label: evaluation.zero_prediction_loss(shards) for label, shards in sizes.items()}
+
+    losses = cached_measurement(baseline, f"zero_prediction_loss-{len(sizes)}", zero_prediction, required=sizes,
+                                ledger=workspace.ledger)
+    notes = ["Predicting zero velocity scores " + ", ".join(f"{losses[label]:.3f} on {label}" for label in sizes)
+             + ": a validation loss above that has learned nothing that carries over to the size."]
     return Result("positions", "Relative-fractional positions work best, also at a resolution and duration not seen "
                   "in training (paper Sec. 2.2).", DIT_COLUMNS, per_seed, comparisons,
                   {"training loss (mean over seeds)": curves}, baseline=baseline_card(workspace, [0], settings.seeds),

@@ -5,12 +5,12 @@ held-out prompts at its last validation."""
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from experiments import evaluation
-from experiments.trained import Settings, dit_run, measured
+from experiments.trained import Settings, dit_run, dit_spec, measured, trained, training_record
 from experiments.verdict import Spread
 from experiments.workspace import Workspace
 from ltx.evaluation.report_card import ADHERENCE_TARGETS, VAE_PSNR_TARGET, VAE_SSIM_TARGET
@@ -33,20 +33,22 @@ def baseline_card(workspace: Workspace, vae_seeds: list[int], dit_seeds: list[in
             videos = videos or evaluation.held_out_videos(workspace.demo / "val")
             return evaluation.reconstruction_metrics(vae_from_checkpoint(run_dir / "checkpoints" / "last.ckpt"), videos)
 
-        values = measured(workspace, settings, workspace.baseline_vae(seed), "reconstruction", measure)
+        spec = workspace.baseline_vae(seed)
+        values = measured(workspace, settings, spec.run_dir(workspace.runs), "reconstruction", measure,
+                          partial(trained, workspace, settings, spec))
         psnr[seed], ssim[seed] = values["psnr"], values["ssim"]
     rows["vae_psnr"] = _row("VAE PSNR on held-out clips (dB)", psnr, VAE_PSNR_TARGET)
     rows["vae_ssim"] = _row("VAE SSIM on held-out clips", ssim, VAE_SSIM_TARGET)
     if dit_seeds:
         adherence: dict[str, dict[int, float]] = {name: {} for name in ADHERENCE_TARGETS}
         for seed in dit_seeds:
-            run_dir = dit_run(workspace, settings, [], seed)
-            after = json.loads((run_dir / "done.json").read_text())["after"]
+            after = training_record(workspace, settings, dit_spec(workspace, [], seed).run_dir(workspace.runs),
+                                    partial(dit_run, workspace, settings, [], seed))["after"]
             for name in ADHERENCE_TARGETS:
                 adherence[name][seed] = after[f"adherence_{name}"]
         for name, target in ADHERENCE_TARGETS.items():
             rows[f"dit_{name}"] = _row(f"DiT text-to-video {name} on held-out prompts", adherence[name], target)
-    return {"rows": rows, "all_met": all(row["met"] for row in rows.values()), "runs": [str(run) for run in settings.runs]}
+    return {"rows": rows, "all_met": all(row["met"] for row in rows.values()), "runs": sorted({str(run) for run in settings.runs})}
 
 
 def _row(label: str, values: dict[int, float], target: float) -> dict[str, Any]:

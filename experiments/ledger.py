@@ -25,8 +25,8 @@ class Ledger:
         return self.root / f"{run_dir.name}.json"
 
     def entry(self, run_dir: Path) -> dict[str, Any]:
-        """The run's entry: ``training`` (the record ``experiments.runs.train`` stores when it finishes) and
-        ``measurements`` (name -> version, values, code commit and date); empty for a run not in the ledger."""
+        """The run's entry: ``training`` (the record ``experiments.runs.train`` stores when it finishes),
+        ``checkpoints`` (their paths by step) and ``measurements`` (name -> version, values, code commit and date); empty for a run not in the ledger."""
         path = self.path(run_dir)
         if not path.exists():
             return {"measurements": {}}
@@ -39,11 +39,17 @@ class Ledger:
     def training(self, run_dir: Path) -> dict[str, Any] | None:
         return self.entry(run_dir).get("training")
 
-    def record_training(self, run_dir: Path, record: dict[str, Any]) -> None:
+    def record_training(self, run_dir: Path, record: dict[str, Any], checkpoints: dict[int, Path]) -> None:
+        """The run's training record and its step checkpoints (step -> path), which branches resume from."""
         entry = self.entry(run_dir)
-        if entry.get("training") != record:
-            entry["training"] = record
+        named = {str(step): str(path) for step, path in checkpoints.items()}
+        if entry.get("training") != record or entry.get("checkpoints") != named:
+            entry["training"], entry["checkpoints"] = record, named
             self._write(run_dir, entry)
+
+    def checkpoints(self, run_dir: Path) -> dict[int, str]:
+        """The run's step checkpoints (step -> path) when it was trained; empty where not recorded."""
+        return {int(step): path for step, path in self.entry(run_dir).get("checkpoints", {}).items()}
 
     def measurement(self, run_dir: Path, name: str, required: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The stored values of ``name``, or None where absent, of another ``MEASUREMENTS_VERSION`` or

@@ -85,6 +85,16 @@ def train(spec: RunSpec, runs: Path, after: Callable[[L.Trainer], dict[str, Any]
     return record
 
 
+def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
+    """The run's step checkpoints (``...step=N.ckpt``) by step."""
+    found = {}
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        match = re.search(r"step=(\d+)", path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
 def _seconds_before(run_dir: Path, checkpoint: Path) -> float | None:
     """The training seconds a run had spent up to ``checkpoint``, the one it continues from: those before
     the interrupted process plus that process's time from its start to the checkpoint's writing (the steps

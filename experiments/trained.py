@@ -5,7 +5,6 @@ trained again, so ablations that share a baseline train it once) and measurement
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments.ledger import MEASUREMENTS_VERSION, Ledger
-from experiments.runs import RunSpec, train
+from experiments.runs import RunSpec, checkpoint_steps, metric_curve, train
 from experiments.workspace import Workspace, prepare_dit_inputs
 from ltx.cli.sample import load_dit_module
 from ltx.training.adherence import PromptAdherenceCallback, sample_videos, score_videos
@@ -73,66 +72,84 @@ def cached_measurement(run_dir: Path, name: str, measure: Callable[[], dict[str,
 
 def trained(workspace: Workspace, settings: Settings, spec: RunSpec,
             after: Callable[[L.Trainer], dict[str, Any]] | None = None) -> Path:
-    """``spec``'s run directory, trained (``experiments.runs.train``: skipped when finished) and its record
-    in the workspace's ledger."""
+    """``spec``'s run directory, trained (``experiments.runs.train``: skipped when finished), with its record
+    and its checkpoints' names in the workspace's ledger."""
     record = train(spec, workspace.runs, after)
     run_dir = spec.run_dir(workspace.runs)
-    workspace.ledger.record_training(run_dir, record)
+    workspace.ledger.record_training(run_dir, record, checkpoint_steps(run_dir))
     settings.runs.append(run_dir)
     return run_dir
 
 
-def measured(workspace: Workspace, settings: Settings, spec: RunSpec, name: str,
-             measure: Callable[[Path], dict[str, Any]], required: Iterable[str] = ()) -> dict[str, Any]:
-    """``measure(run_dir)`` of ``spec``'s run, from the ledger (or the run directory) where stored, else
-    measured, training the run first where it is not trained: a run the ledger fully covers is not trained."""
-    run_dir = spec.run_dir(workspace.runs)
+def measured(workspace: Workspace, settings: Settings, run_dir: Path, name: str,
+             measure: Callable[[Path], dict[str, Any]], train: Callable[[], Path],
+             required: Iterable[str] = ()) -> dict[str, Any]:
+    """``measure(run_dir)`` of a run, from the ledger (or the run directory) where stored, else measured
+    after ``train()`` (which trains the run where it is not and returns its directory): a run whose
+    measurements the ledger holds is not trained."""
     settings.runs.append(run_dir)
-    return cached_measurement(run_dir, name, lambda: measure(trained(workspace, settings, spec)), required,
-                              workspace.ledger)
+    return cached_measurement(run_dir, name, lambda: measure(train()), required, workspace.ledger)
+
+
+def training_record(workspace: Workspace, settings: Settings, run_dir: Path, train: Callable[[], Path]) -> dict[str, Any]:
+    """A run's training record (``experiments.runs.train``'s), from the ledger, else after ``train()``."""
+    settings.runs.append(run_dir)
+    if (record := workspace.ledger.training(run_dir)) is None:
+        train()
+        record = workspace.ledger.training(run_dir)
+    return record
+
+
+def logged_curve(workspace: Workspace, settings: Settings, run_dir: Path, key: str,
+                 train: Callable[[], Path]) -> list[tuple[int, float]]:
+    """``(step, value)`` of ``key`` in the run's logs (``experiments.runs.metric_curve``), kept in the ledger."""
+    values = measured(workspace, settings, run_dir, f"curve-{key}", lambda run: {"curve": metric_curve(run, key)}, train)
+    return [(int(step), float(value)) for step, value in values["curve"]]
+
+
+def is_branch(settings: Settings, variant: str) -> bool:
+    return settings.extra.get("branch_from_step") is not None and bool(settings.variants[variant])
 
 
 def vae_spec(workspace: Workspace, settings: Settings, variant: str, seed: int) -> RunSpec:
     """The variant's run of ``seed``: the baseline VAE with the variant's overrides. With
-    ``branch_from_step`` in the settings, a variant with overrides is a branch: it resumes the same seed's
-    baseline from its checkpoint at that step (the two share every step before it, so their paired
-    difference is the variant's alone; the baseline is trained here where it is not) and a GAN it adds
-    joins there (``loss.gan.start_step``)."""
+    ``branch_from_step`` in the settings, a variant with overrides is a branch (``is_branch``): it resumes the
+    same seed's baseline from its checkpoint at that step (the two share every step before it, so their
+    paired difference is the variant's alone; the checkpoint's name from the ledger, else from the baseline,
+    trained here where it is not) and a GAN it adds joins there (``loss.gan.start_step``)."""
     overrides = list(settings.variants[variant])
-    step = settings.extra.get("branch_from_step")
-    if step is not None and overrides:
-        baseline = trained(workspace, settings, workspace.baseline_vae(seed))
-        checkpoints = checkpoint_steps(baseline)
-        if int(step) not in checkpoints:
+    if is_branch(settings, variant):
+        step = int(settings.extra["branch_from_step"])
+        baseline = workspace.baseline_vae(seed)
+        checkpoints = workspace.ledger.checkpoints(baseline.run_dir(workspace.runs)) or checkpoint_steps(
+            trained(workspace, settings, baseline))
+        if step not in checkpoints:
             raise ValueError(f"{settings.name}: branch_from_step={step} but the baseline of seed {seed} has checkpoints "
                              f"at steps {sorted(checkpoints)}; pick one of them")
-        overrides += [f"resume='{checkpoints[int(step)]}'"]  # quoted: the file name holds '='
+        overrides += [f"resume='{checkpoints[step]}'"]  # quoted: the file name holds '='
         if any(override.startswith("loss.gan=") for override in overrides):
             overrides.append(f"loss.gan.start_step={step}")
     return RunSpec("train_vae", tuple(workspace.vae_overrides(seed, *overrides)))
 
 
 def vae_run(workspace: Workspace, settings: Settings, variant: str, seed: int) -> Path:
-    """Train (or find) the variant's run of ``seed`` (``vae_spec``)."""
+    """Train (or find) the variant's run of ``seed`` (``vae_spec``; a branch's baseline first)."""
+    if is_branch(settings, variant):
+        trained(workspace, settings, workspace.baseline_vae(seed))
     return trained(workspace, settings, vae_spec(workspace, settings, variant, seed))
 
 
-def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
-    """The run's step checkpoints (``...step=N.ckpt``) by step."""
-    found = {}
-    for path in (run_dir / "checkpoints").glob("*.ckpt"):
-        match = re.search(r"step=(\d+)", path.name)
-        if match:
-            found[int(match.group(1))] = path
-    return dict(sorted(found.items()))
+def dit_spec(workspace: Workspace, overrides: list[str], seed: int) -> RunSpec:
+    """A ``dit_demo`` run of ``seed`` with ``overrides`` on the seed-0 baseline VAE's latents."""
+    return RunSpec("train_dit", tuple(workspace.dit_overrides(seed, *overrides)))
 
 
 def dit_run(workspace: Workspace, settings: Settings, overrides: list[str], seed: int) -> Path:
-    """Train (or find) a ``dit_demo`` run of ``seed`` with ``overrides`` on the seed-0 baseline VAE's
-    latents (made first where they are not)."""
+    """Train (or find) ``dit_spec``'s run, its inputs (the seed-0 baseline VAE's latents) made first where
+    they are not."""
     prepare_dit_inputs(workspace)
-    spec = RunSpec("train_dit", tuple(workspace.dit_overrides(seed, *overrides)))
-    return trained(workspace, settings, spec, after=lambda trainer: validate_dit(trainer, workspace))
+    return trained(workspace, settings, dit_spec(workspace, overrides, seed),
+                   after=lambda trainer: validate_dit(trainer, workspace))
 
 
 def dit_validation_loss(run_dir: Path, shards: Path) -> dict[str, float]:

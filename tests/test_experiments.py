@@ -25,7 +25,7 @@ from experiments.report import (
     update_summary,
     write,
 )
-from experiments.runs import RunSpec, _seconds_before, metric_curve, train
+from experiments.runs import RunSpec, _seconds_before, checkpoint_steps, metric_curve, train
 from experiments.trained import Settings, cached_measurement, dit_validation_loss
 from experiments.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, compare
 from experiments.workspace import Workspace
@@ -250,8 +250,9 @@ def test_measurements_go_to_the_ledger_which_a_clone_reads_without_the_run(tmp_p
     cached_measurement(older, "reconstruction", lambda: measure(psnr=26.0))
     assert cached_measurement(older, "reconstruction", lambda: measure(psnr=0.0), ledger=ledger) == {"psnr": 26.0}
     assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0} and len(calls) == 3
-    ledger.record_training(older, {"steps": 6000, "seconds": 2777.0})
+    ledger.record_training(older, {"steps": 6000, "seconds": 2777.0}, {1000: older / "checkpoints" / "step=1000.ckpt"})
     assert ledger.training(older) == {"steps": 6000, "seconds": 2777.0}
+    assert ledger.checkpoints(older) == {1000: str(older / "checkpoints" / "step=1000.ckpt")}
     assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0}
     ledger.path(older).write_text("{")
     with pytest.raises(ValueError, match="not valid JSON.*git checkout"):
@@ -259,13 +260,15 @@ def test_measurements_go_to_the_ledger_which_a_clone_reads_without_the_run(tmp_p
 
 
 @pytest.mark.slow
-def test_a_clone_with_the_ledger_regenerates_vae_logvar_without_training(quick_results, tmp_path, monkeypatch):
+def test_a_clone_with_the_ledger_regenerates_every_result_without_training(quick_results, tmp_path, monkeypatch):
     out, _ = quick_results
     ledger = Ledger(out / "ledger")
-    for run in (out / "workspace" / "runs").iterdir():  # every run's training record is in the ledger
-        assert ledger.training(run) == json.loads((run / "done.json").read_text())
-    before = json.loads((out / "vae_logvar" / "results.json").read_text())
     runs = out / "workspace" / "runs"
+    for run in runs.iterdir():  # every run's training record and checkpoints are in the ledger
+        assert ledger.training(run) == json.loads((run / "done.json").read_text())
+        assert ledger.checkpoints(run) == {step: str(path) for step, path in checkpoint_steps(run).items()}
+    before = {name: json.loads((out / name / "results.json").read_text()) for name in ABLATIONS}
+    figure = (out / "vae_gan" / "side_by_side.png").read_bytes()
     runs.rename(tmp_path / "runs")  # a clone: the ledger and the generated world, no run directories
 
     def no_training(cfg):
@@ -273,15 +276,17 @@ def test_a_clone_with_the_ledger_regenerates_vae_logvar_without_training(quick_r
 
     monkeypatch.setattr("experiments.runs.run_training", no_training)
     try:
-        main(["vae_logvar", "--quick", "--out", str(out)])
+        main(["--quick", "--out", str(out)])
         assert not runs.exists()
     finally:
         shutil.rmtree(runs, ignore_errors=True)
         (tmp_path / "runs").rename(runs)
-    after = json.loads((out / "vae_logvar" / "results.json").read_text())
-    assert after["per_seed"] == before["per_seed"] and after["comparisons"] == before["comparisons"]
-    assert after["baseline"]["rows"] == before["baseline"]["rows"]
-    assert after["settings"]["training_minutes"] == before["settings"]["training_minutes"] > 0
+    for name in ABLATIONS:
+        after = json.loads((out / name / "results.json").read_text())
+        for key in ("per_seed", "comparisons", "baseline", "curves", "notes"):
+            assert after[key] == before[name][key], (name, key)
+        assert after["settings"]["training_minutes"] == before[name]["settings"]["training_minutes"] > 0
+    assert (out / "vae_gan" / "side_by_side.png").read_bytes() == figure
 
 
 def test_sharpness_tells_blur_from_artefacts():
