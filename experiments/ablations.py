@@ -357,7 +357,7 @@ def positions(workspace: Workspace, settings: Settings) -> Result:
     sizes[f"the far unseen size ({'x'.join(map(str, UNSEEN_BUCKET))}, held-out demo sources)"] = workspace.unseen_latents
     baseline = workspace.baseline_vae(0).run_dir(workspace.runs)  # whose latents they are
 
-    def zero_prediction(_: Path | None = None) -> dict[str, float]:
+    def zero_prediction() -> dict[str, float]:
         prepare_dit_inputs(workspace)
         return {label: evaluation.zero_prediction_loss(shards) for label, shards in sizes.items()}
 

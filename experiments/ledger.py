@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.provenance import commit
+from experiments.runs import checkpoint_steps
 
 MEASUREMENTS_VERSION = 1  # bump when a measurement changes: stored measurements of older versions are redone
 
@@ -26,7 +27,8 @@ class Ledger:
 
     def entry(self, run_dir: Path) -> dict[str, Any]:
         """The run's entry: ``training`` (the record ``experiments.runs.train`` stores when it finishes),
-        ``checkpoints`` (their paths by step) and ``measurements`` (name -> version, values, code commit and date); empty for a run not in the ledger."""
+        ``checkpoints`` (their paths by step) and ``measurements`` (name -> version, values, code commit and
+        date); empty for a run not in the ledger."""
         path = self.path(run_dir)
         if not path.exists():
             return {"measurements": {}}
@@ -39,10 +41,10 @@ class Ledger:
     def training(self, run_dir: Path) -> dict[str, Any] | None:
         return self.entry(run_dir).get("training")
 
-    def record_training(self, run_dir: Path, record: dict[str, Any], checkpoints: dict[int, Path]) -> None:
+    def record_training(self, run_dir: Path, record: dict[str, Any]) -> None:
         """The run's training record and its step checkpoints (step -> path), which branches resume from."""
         entry = self.entry(run_dir)
-        named = {str(step): str(path) for step, path in checkpoints.items()}
+        named = {str(step): str(path) for step, path in checkpoint_steps(run_dir).items()}
         if entry.get("training") != record or entry.get("checkpoints") != named:
             entry["training"], entry["checkpoints"] = record, named
             self._write(run_dir, entry)

@@ -76,7 +76,7 @@ def trained(workspace: Workspace, settings: Settings, spec: RunSpec,
     and its checkpoints' names in the workspace's ledger."""
     record = train(spec, workspace.runs, after)
     run_dir = spec.run_dir(workspace.runs)
-    workspace.ledger.record_training(run_dir, record, checkpoint_steps(run_dir))
+    workspace.ledger.record_training(run_dir, record)
     settings.runs.append(run_dir)
     return run_dir
 

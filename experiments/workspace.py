@@ -35,7 +35,7 @@ from pathlib import Path
 from data_pipeline.demo import generate_demo
 from data_pipeline.demo_world import WorldSettings, write_world
 from experiments.ledger import Ledger
-from experiments.runs import RunSpec, checkpoint_steps, compose, train
+from experiments.runs import RunSpec, compose, train
 from ltx.cli import latent_stats, precompute
 
 UNSEEN_BUCKET = (33, 160, 224)  # frames, height, width: longer and larger than every demo bucket (17x64x64, 17x64x96)
@@ -137,9 +137,7 @@ def prepare_dit_inputs(workspace: Workspace) -> None:
     """The seed-0 baseline VAE, its statistics and latents, and the unseen worlds' latents (each skipped
     where done)."""
     baseline = workspace.baseline_vae(0)
-    record = train(baseline, workspace.runs)
-    run_dir = baseline.run_dir(workspace.runs)
-    workspace.ledger.record_training(run_dir, record, checkpoint_steps(run_dir))
+    workspace.ledger.record_training(baseline.run_dir(workspace.runs), train(baseline, workspace.runs))
     encode_latents(workspace)
     for name in UNSEEN_WORLDS:
         encode_unseen_world_latents(workspace, name)

@@ -250,7 +250,9 @@ def test_measurements_go_to_the_ledger_which_a_clone_reads_without_the_run(tmp_p
     cached_measurement(older, "reconstruction", lambda: measure(psnr=26.0))
     assert cached_measurement(older, "reconstruction", lambda: measure(psnr=0.0), ledger=ledger) == {"psnr": 26.0}
     assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0} and len(calls) == 3
-    ledger.record_training(older, {"steps": 6000, "seconds": 2777.0}, {1000: older / "checkpoints" / "step=1000.ckpt"})
+    (older / "checkpoints").mkdir()
+    (older / "checkpoints" / "step=1000.ckpt").touch()
+    ledger.record_training(older, {"steps": 6000, "seconds": 2777.0})
     assert ledger.training(older) == {"steps": 6000, "seconds": 2777.0}
     assert ledger.checkpoints(older) == {1000: str(older / "checkpoints" / "step=1000.ckpt")}
     assert ledger.measurement(older, "reconstruction") == {"psnr": 26.0}
