@@ -9,7 +9,10 @@ files. Daemons and clients find that configuration through the ``SLURM_CONF`` en
 (:meth:`LocalSlurmCluster.env`); it is reliable for slurmctld, slurmd, slurmstepd and the clients,
 so /etc/slurm is never written. The ports are free ones picked at start, so a stale daemon of an
 earlier run cannot collide. munge is the exception: it uses the system key and socket
-(/etc/munge/munge.key, /run/munge), as SLURM's auth/munge plugin expects.
+(/etc/munge/munge.key, /run/munge), as SLURM's auth/munge plugin expects. Because munged, the node
+name and apt-get are shared by the whole machine, one cluster runs at a time: a cluster holds a file
+lock (:data:`CLUSTER_LOCK`) from installing to stopping, so test files that run in parallel (``make
+test`` runs pytest-xdist workers) wait for each other's cluster instead of killing its munged.
 
 The container has no usable cgroups: proctrack/linuxproc, task/none, jobacct_gather/none, no
 accounting (jobcomp/filetxt keeps the final state of purged jobs).
@@ -37,6 +40,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+from filelock import FileLock
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "scontrol", "scancel", "squeue", "munged", "munge")
@@ -192,6 +197,9 @@ def slurm_conf(root: Path, node: str, cpus: int, ctld_port: int, slurmd_port: in
     return "\n".join(lines) + "\n"
 
 
+CLUSTER_LOCK = Path(tempfile.gettempdir()) / "ltx-local-slurm-cluster.lock"
+
+
 class LocalSlurmCluster:
     """One slurmctld + one slurmd on this machine, configured in a temporary directory."""
 
@@ -203,12 +211,14 @@ class LocalSlurmCluster:
         self.root: Path | None = None
         self._daemons: dict[str, subprocess.Popen] = {}
         self._last: dict[int, dict[str, str]] = {}
+        self._lock = FileLock(CLUSTER_LOCK, is_singleton=False)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def __enter__(self) -> LocalSlurmCluster:
-        ensure_installed()
+        self._lock.acquire()  # another process's cluster first stops (see the module docstring)
         try:
+            ensure_installed()
             self.start()
         except BaseException:
             self.stop()
@@ -236,7 +246,8 @@ class LocalSlurmCluster:
         self._wait_node_idle()
 
     def stop(self) -> None:
-        """Cancel the jobs, shut down the daemons this cluster started and remove its directory."""
+        """Cancel the jobs, shut down the daemons this cluster started, remove its directory and release
+        the machine-wide lock."""
         if "slurmctld" in self._daemons and self._daemons["slurmctld"].poll() is None:
             self._cancel_all()
             _run(["scontrol", "shutdown"], env=self.env(), check=False, timeout=30)
@@ -246,6 +257,8 @@ class LocalSlurmCluster:
         self._daemons.clear()
         if self.root is not None and not self.keep_dir:
             shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock.is_locked:
+            self._lock.release()
 
     def _start_munge(self) -> None:
         """Start munged as user munge unless one already answers (then it is left alone)."""

@@ -63,6 +63,20 @@ def test_training_targets_pass_args_as_hydra_overrides():
     assert "ltx.cli.train --config-name train_dit trainer=gpu data.batch_size=4" in dry_run
 
 
+def test_make_test_runs_whole_test_files_in_parallel_workers():
+    def pytest_words(*variables: str) -> list[str]:
+        dry_run = make("-n", "-W", ".venv/.installed", "test", *variables).stdout
+        (line,) = [line for line in dry_run.splitlines() if "-m pytest" in line]
+        return line.split()
+
+    words = pytest_words()
+    assert words[words.index("-n") + 1] == "2" and words[words.index("--dist") + 1] == "loadfile"
+    words = pytest_words("TEST_WORKERS=0")  # one process, e.g. to debug a failure
+    assert words[words.index("-n") + 1] == "0"
+    declared = (REPO_ROOT / "pyproject.toml").read_text()
+    assert '"pytest-xdist>=' in declared and '"filelock>=' in declared  # -n and the SLURM tests' lock
+
+
 def strings(node) -> list[str]:
     """Every string value of a resolved config."""
     if isinstance(node, dict):
