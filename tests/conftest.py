@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import moving_square_frames
 
 from data_pipeline.demo import generate_demo
 from data_pipeline.demo_world import WorldSettings
 from ltx.data.shards import ShardSample, write_shard
 from ltx.data.video_io import encode_mp4
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test``) each worker gets its share of the cores for torch and for the
+    processes its tests start: two workers with torch's default of every core each oversubscribe the CPU,
+    and OpenMP's spinning threads then run the suite several times slower than one process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = threads
+        os.environ["MKL_NUM_THREADS"] = threads
 
 
 @pytest.fixture(scope="session")

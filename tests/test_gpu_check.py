@@ -123,7 +123,9 @@ def test_without_a_gpu_the_check_asks_for_the_dry_run(tmp_path, capsys, monkeypa
 
 def test_a_large_size_that_would_not_fit_is_shrunk_and_the_report_says_so(tmp_path):
     huge, fits = (64, 64, 64), (3, 4, 8)  # 262,144 tokens would take hours on CPU
-    plan = replace(gpu_check.DRY_PLAN, dit_grids=(((2, 2, 4),), (huge, fits)))
+    # an hour for the section: the small size fits however loaded the machine is, the huge one never does
+    plan = replace(gpu_check.DRY_PLAN, dit_grids=(((2, 2, 4),), (huge, fits)), total_s=3600 + gpu_check.DRY_PLAN.grace_s,
+                   shares={**gpu_check.DRY_PLAN.shares, "dit_train": 3600})
     (result,) = gpu_check.run_check(plan, tmp_path, ["dit_train"])
     assert result.status == "ok", result.error
     assert {row["case"].rsplit(", ", 1)[0] for row in result.rows} == {"16 tokens (2x2x4)", "96 tokens (3x4x8)"}
