@@ -12,7 +12,7 @@ DEMO_CLIPS ?= 3000
 DEMO_VAE_STEPS ?=   # empty: vae_demo's 3,000 (15-minute demo); 6000 passes the VAE and shape targets (~27 min, estimated)
 GPU_CHECK_OUT ?= outputs/gpu-check
 DEMO_SAMPLE = frames=17 height=64 width=64 num_steps=20
-TEST_WORKERS ?= 2  # pytest-xdist processes for make test (whole files per worker); 0 runs it in this process
+TEST_WORKERS ?= 2  # pytest-xdist processes for make test (whole files per worker, see tests/conftest.py); 0: one process
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint demo report-card data latents train-vae train-dit sample convert reconstruct latent-stats bench bench-quick memory-plan gpu-check gpu-wheels ablations ablations-quick registry clean
@@ -29,9 +29,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create or update the virtual environment in .venv (idempotent)
 
-test: $(STAMP) ## Lint, then run the test suite (TEST_WORKERS=2 processes, a test file per process at a time)
+test: $(STAMP) ## Lint, then run the test suite (TEST_WORKERS=2 processes, whole test files per process)
 	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check ltx data_pipeline tests benchmarks experiments

@@ -28,6 +28,14 @@ def pytest_configure(config) -> None:
         os.environ["MKL_NUM_THREADS"] = threads
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The groups ``make test`` hands out whole to pytest-xdist workers (``--dist loadgroup``): a test file,
+    so its module fixtures are made once, except that every test marked ``slurm`` (a local SLURM cluster,
+    one at a time per machine) goes to one group, so no worker sits waiting for another's cluster."""
+    for item in items:
+        group = "local_slurm_cluster" if item.get_closest_marker("slurm") else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
 @pytest.fixture(scope="session")
 def video_bytes() -> bytes:
     return encode_mp4(moving_square_frames(17, 64, 64, seed=0), fps=24.0, preset="ultrafast")

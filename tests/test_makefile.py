@@ -70,7 +70,7 @@ def test_make_test_runs_whole_test_files_in_parallel_workers():
         return line.split()
 
     words = pytest_words()
-    assert words[words.index("-n") + 1] == "2" and words[words.index("--dist") + 1] == "loadfile"
+    assert words[words.index("-n") + 1] == "2" and words[words.index("--dist") + 1] == "loadgroup"
     words = pytest_words("TEST_WORKERS=0")  # one process, e.g. to debug a failure
     assert words[words.index("-n") + 1] == "0"
     declared = (REPO_ROOT / "pyproject.toml").read_text()
