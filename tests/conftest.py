@@ -22,10 +22,9 @@ def pytest_configure(config) -> None:
     and OpenMP's spinning threads then run the suite several times slower than one process."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
-        torch.set_num_threads(int(threads))
-        os.environ["OMP_NUM_THREADS"] = threads
-        os.environ["MKL_NUM_THREADS"] = threads
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -35,6 +34,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         group = "local_slurm_cluster" if item.get_closest_marker("slurm") else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def video_bytes() -> bytes:
