@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import moving_square_frames
+from worker_groups import pytest_collection_modifyitems  # noqa: F401  (the hook: one xdist group per file)
 
 from data_pipeline.demo import generate_demo
 from data_pipeline.demo_world import WorldSettings
@@ -25,15 +26,6 @@ def pytest_configure(config) -> None:
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """The groups ``make test`` hands out whole to pytest-xdist workers (``--dist loadgroup``): a test file,
-    so its module fixtures are made once, except that every test marked ``slurm`` (a local SLURM cluster,
-    one at a time per machine) goes to one group, so no worker sits waiting for another's cluster."""
-    for item in items:
-        group = "local_slurm_cluster" if item.get_closest_marker("slurm") else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
