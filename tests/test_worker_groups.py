@@ -16,9 +16,9 @@ TESTS_DIR = Path(__file__).parent
 TEST_FILE = textwrap.dedent('''
     import json, os, pytest
 
-    def record(kind, name):
+    def record(kind, label):
         with open(os.environ["RECORD"], "a") as log:
-            log.write(json.dumps({{"kind": kind, "file": "{name}", "test": name,
+            log.write(json.dumps({{"kind": kind, "file": "{name}", "test": label,
                                    "worker": os.environ["PYTEST_XDIST_WORKER"]}}) + "\\n")
 
     @pytest.fixture(scope="module")
